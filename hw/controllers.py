@@ -254,10 +254,12 @@ class ExecuteController(wiring.Component):
         d = self.cfg.dim
         m.submodules.mesh = mesh = self.mesh
         cmd = self.cmd
-        drain = 2 * d + 2
+        drain = 2 * d + 2           # cycles for a row to leave the mesh and be written back
+        w_hold = d                  # cycles a buffer stays in use after a row entered with it
 
         cur = Signal()                              # active weight buffer
-        w_cnt = Array(Signal(range(drain + 1), name=f"w_cnt{i}") for i in range(2))
+        w_cnt = Array(Signal(range(w_hold + 1), name=f"w_cnt{i}") for i in range(2))
+        pipe_cnt = Signal(range(drain + 1))
 
         # ---- A streamer ---------------------------------------------------------------
         a_active = Signal()
@@ -280,24 +282,37 @@ class ExecuteController(wiring.Component):
         p_acc = Signal()
 
         # ---- weight loader ------------------------------------------------------------
-        b_state = Signal(2)     # 0 idle, 1 wait for buffer, 2 reading rows
+        # Rows 0..DIM-1 of the shadow buffer are written in order, one per cycle (rows
+        # >= b_rows with zeros), "just in time" behind the last wave of rows that used
+        # the buffer: a row entering the mesh at cycle t last uses PE row r at cycle
+        # t + r + DIM - 1, and the loader writes row r at S + r + 1, so starting at
+        # S >= t + DIM - 2 is safe (w_cnt enforces S >= t + DIM). Weight reads have the
+        # highest scratchpad priority, so the loader never stalls once it runs, and the
+        # COMPUTE that uses the new weights may start in the loader's first cycle: its
+        # first row reaches PE row r at s + r >= S + 2 + r, after row r was written.
+        b_state = Signal(2)     # 0 idle, 1 wait for the buffer, 2 writing rows
         b_addr = Signal(LADDR_BITS)
         b_rows = Signal(DIMF)
         b_cols = Signal(DIMF)
-        b_i = Signal(DIMF)
+        b_i = Signal(range(d + 1))
         b_buf = Signal()
         b_tag = Signal(TAG_BITS)
         bw_valid = Signal()
+        bw_read = Signal()
         bw_row = Signal(range(d))
         bw_last = Signal()
         loader_idle = (b_state == 0) & ~bw_valid
-
+        weights_ready = (b_state != 1)
         # ---- command dispatch ------------------------------------------------------------
         is_pre = cmd.op == ExecOp.PRELOAD
         is_cp = cmd.op == ExecOp.COMPUTE_PRELOADED
         is_ca = cmd.op == ExecOp.COMPUTE_ACCUMULATED
+        a_last = Signal()
+        # The streamer takes the next COMPUTE in the cycle its last row is granted, so
+        # back-to-back computes stream with no bubble.
+        a_free = ~a_active | (a_last & self.a_rd_gnt)
         can_pop = Mux(is_pre, cmd.b_none | loader_idle,
-                      Mux(is_cp, ~a_active & loader_idle, ~a_active))
+                      Mux(is_cp, a_free & weights_ready, a_free))
         pop = self.cmd_valid & can_pop
         m.d.comb += self.cmd_ready.eq(pop)
         done_pre = Signal(SLOTS)
@@ -310,31 +325,21 @@ class ExecuteController(wiring.Component):
             with m.If(~cmd.b_none):
                 m.d.sync += [b_state.eq(1), b_addr.eq(cmd.laddr), b_rows.eq(cmd.rows),
                              b_cols.eq(cmd.cols), b_i.eq(0), b_buf.eq(~cur), b_tag.eq(cmd.tag)]
-        with m.If(pop & (is_cp | is_ca)):
-            new_buf = Mux(is_cp, ~cur, cur)
-            m.d.sync += [
-                cur.eq(new_buf), a_active.eq(1), a_addr.eq(cmd.laddr), a_stride.eq(cmd.a_stride),
-                a_rows.eq(cmd.rows), a_cols.eq(cmd.cols), a_m.eq(0), a_buf.eq(new_buf), a_tag.eq(cmd.tag),
-                a_macs.eq(cmd.cols * p_cols),
-                c_addr.eq(p_addr), c_rows.eq(p_rows), c_cols.eq(p_cols), c_acc.eq(p_acc),
-            ]
-
-        # ---- weight loader: clear the shadow buffer, then write rows ---------------------
+        # ---- weight loader: write the shadow buffer row by row ------------------------
         s1_valid = Signal()
         s1_buf = Signal()
         buf_free = (w_cnt[b_buf] == 0) & ~(s1_valid & (s1_buf == b_buf)) & ~(a_active & (a_buf == b_buf))
         with m.If((b_state == 1) & buf_free):
-            m.d.comb += [mesh.w_clear.eq(1), mesh.w_buf.eq(b_buf)]
             m.d.sync += b_state.eq(2)
-        b_last = (b_i + 1) == b_rows
-        m.d.comb += [self.b_rd_req.eq(b_state == 2), self.b_rd_addr.eq(b_addr)]
+        b_reads = b_i < b_rows
+        m.d.comb += [self.b_rd_req.eq((b_state == 2) & b_reads), self.b_rd_addr.eq(b_addr)]
         m.d.sync += bw_valid.eq(0)
-        with m.If((b_state == 2) & self.b_rd_gnt):
+        with m.If(b_state == 2):
             m.d.sync += [b_addr.eq(b_addr + 1), b_i.eq(b_i + 1), bw_valid.eq(1), bw_row.eq(b_i),
-                         bw_last.eq(b_last)]
-            with m.If(b_last):
+                         bw_read.eq(b_reads), bw_last.eq(b_i == d - 1)]
+            with m.If(b_i == d - 1):
                 m.d.sync += b_state.eq(0)
-        b_mask = Cat(*[Mux(j < b_cols, self.b_rd_data[8 * j: 8 * j + 8], 0) for j in range(d)])
+        b_mask = Cat(*[Mux(bw_read & (j < b_cols), self.b_rd_data[8 * j: 8 * j + 8], 0) for j in range(d)])
         with m.If(bw_valid):
             m.d.comb += [mesh.w_we.eq(1), mesh.w_row.eq(bw_row), mesh.w_buf.eq(b_buf),
                          mesh.w_data.eq(b_mask)]
@@ -342,7 +347,7 @@ class ExecuteController(wiring.Component):
                 m.d.comb += done_pre.eq(1 << b_tag)
 
         # ---- A streamer: one scratchpad row per cycle into the mesh ----------------------
-        a_last = (a_m + 1) == a_rows
+        m.d.comb += a_last.eq((a_m + 1) == a_rows)
         m.d.comb += [self.a_rd_req.eq(a_active), self.a_rd_addr.eq(a_addr)]
         s1_meta = Signal(self.meta)
         s1_cols = Signal(DIMF)
@@ -358,12 +363,25 @@ class ExecuteController(wiring.Component):
             ]
             with m.If(a_last):
                 m.d.sync += a_active.eq(0)
+        with m.If(pop & (is_cp | is_ca)):
+            new_buf = Mux(is_cp, ~cur, cur)
+            m.d.sync += [
+                cur.eq(new_buf), a_active.eq(1), a_addr.eq(cmd.laddr), a_stride.eq(cmd.a_stride),
+                a_rows.eq(cmd.rows), a_cols.eq(cmd.cols), a_m.eq(0), a_buf.eq(new_buf), a_tag.eq(cmd.tag),
+                a_macs.eq(cmd.cols * p_cols),
+                c_addr.eq(p_addr), c_rows.eq(p_rows), c_cols.eq(p_cols), c_acc.eq(p_acc),
+            ]
+
         a_row = Cat(*[Mux(j < s1_cols, self.a_rd_data[8 * j: 8 * j + 8], 0) for j in range(d)])
         m.d.comb += [mesh.in_valid.eq(s1_valid), mesh.in_a.eq(a_row), mesh.in_tag.eq(s1_buf),
                      mesh.in_meta.eq(s1_meta), self.macs.eq(Mux(s1_valid, s1_macs, 0))]
+        with m.If(s1_valid):
+            m.d.sync += pipe_cnt.eq(drain)
+        with m.Elif(pipe_cnt != 0):
+            m.d.sync += pipe_cnt.eq(pipe_cnt - 1)
         for b in range(2):
             with m.If(s1_valid & (s1_buf == b)):
-                m.d.sync += w_cnt[b].eq(drain)
+                m.d.sync += w_cnt[b].eq(w_hold)
             with m.Elif(w_cnt[b] != 0):
                 m.d.sync += w_cnt[b].eq(w_cnt[b] - 1)
 
@@ -386,5 +404,5 @@ class ExecuteController(wiring.Component):
             m.d.comb += done_c.eq(1 << wb_meta.tag)
 
         m.d.comb += self.busy.eq(self.cmd_valid | a_active | s1_valid | ~loader_idle |
-                                 (w_cnt[0] != 0) | (w_cnt[1] != 0) | wb_valid)
+                                 (pipe_cnt != 0) | wb_valid)
         return m

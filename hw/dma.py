@@ -28,7 +28,7 @@ from .config import HardwareConfig
 
 __all__ = ["DmaReader", "DmaWriter", "ROWS_IN_FLIGHT"]
 
-ROWS_IN_FLIGHT = 8
+ROWS_IN_FLIGHT = 8      # DmaWriter row queue; the reader tracks max(2, dma_max_inflight) rows
 ADDR_BITS = 32
 
 
@@ -64,13 +64,14 @@ class DmaReader(wiring.Component):
         R = cfg.dma_max_req_bytes
         rb, mbr = self.row_bytes, self.max_beats_row
 
+        rows_max = max(2, cfg.dma_max_inflight)     # rows in flight: one request each at least
         info_layout = data.StructLayout({
             "off": range(bus), "beats": range(mbr + 1), "nbytes": range(rb + 1), "meta": self.meta_width})
-        m.submodules.info = info = SyncFIFOBuffered(width=info_layout.size, depth=ROWS_IN_FLIGHT)
-        m.submodules.outq = outq = SyncFIFOBuffered(width=8 * rb + self.meta_width, depth=ROWS_IN_FLIGHT)
+        m.submodules.info = info = SyncFIFOBuffered(width=info_layout.size, depth=rows_max)
+        m.submodules.outq = outq = SyncFIFOBuffered(width=8 * rb + self.meta_width, depth=rows_max)
 
         # Rows issued but not yet handed out; bounded so the output queue never overflows.
-        inflight = Signal(range(ROWS_IN_FLIGHT + 1))
+        inflight = Signal(range(rows_max + 1))
         take = Signal()
         give = outq.r_rdy & self.out_ready
         m.d.sync += inflight.eq(inflight + take - give)
@@ -85,7 +86,7 @@ class DmaReader(wiring.Component):
         req_end = Mux(boundary < src_end, boundary, src_end)
         first_word = src >> lb
         beats = ((req_end - 1) >> lb) - first_word + 1
-        can_take = ~active & self.in_valid & (inflight < ROWS_IN_FLIGHT) & info.w_rdy
+        can_take = ~active & self.in_valid & (inflight < rows_max) & info.w_rdy
         issuing = active | can_take
         m.d.comb += [
             self.rreq_valid.eq(issuing),

@@ -33,7 +33,7 @@ from .isa import FIELDS, INSN_BITS, ConfigTarget, Op
 
 __all__ = ["Frontend", "QUEUE_DEPTH"]
 
-QUEUE_DEPTH = 4
+QUEUE_DEPTH = 8
 RBITS = LADDR_BITS + 1      # range bounds (exclusive upper bound may be 2^24)
 
 Range = data.StructLayout({"v": 1, "acc": 1, "lo": RBITS, "hi": RBITS})

@@ -7,7 +7,7 @@ Block diagram::
                                --st--> StoreController --DmaWriter--/
                      Scratchpad (BankedMemory, int8 rows)   Accumulator (BankedMemory, int32 rows)
 
-Scratchpad clients, highest priority first: reads A (execute), B (execute), store;
+Scratchpad clients, highest priority first: reads B (execute weights), A (execute), store;
 write: load. Accumulator: reads execute (read-modify-write), store; writes execute, load.
 
 I/O ports
@@ -122,8 +122,8 @@ class Top(wiring.Component):
                 getattr(unit, f"{prefix}_gnt").eq(getattr(mem, f"wr_gnt_{i}")),
             ]
 
-        read_client(sp, 0, ex, "a_rd")
-        read_client(sp, 1, ex, "b_rd")
+        read_client(sp, 0, ex, "b_rd")
+        read_client(sp, 1, ex, "a_rd")
         read_client(sp, 2, st, "sp_rd")
         write_client(sp, 0, ld, "sp_wr")
         read_client(acc, 0, ex, "acc_rd")

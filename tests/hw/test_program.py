@@ -12,7 +12,7 @@ from hw.isa import ConfigTarget, Op, decode
 from hw.program import (DramImage, Program, ProgramError, interpret, parse_hex_words,
                         read_dump_hex, write_imem_hex)
 from hw.reference import gemm_reference, round_shift, store_transform, wrap_int32
-from hw.tiled_gemm import default_tiles, gemm_program, random_gemm_inputs
+from hw.tiled_gemm import _Item, _merge, default_tiles, gemm_program, random_gemm_inputs
 
 SMALL = HardwareConfig(dim=4, sp_kb=8, acc_kb=8, dma_bus_bytes=8, dma_max_req_bytes=16, dram_mb=1)
 DEFAULT = HardwareConfig()
@@ -323,6 +323,8 @@ def run_gemm(cfg: HardwareConfig, M: int, K: int, N: int, seed: int = 0, **kw):
     ((30, 33, 20), dict(tile_m=64, tile_k=64, tile_n=8, relu=True)),          # clamped tiles
     ((70, 130, 9), dict(tile_m=64, tile_k=64, tile_n=4)),                     # single-buffered A
     ((70, 9, 80), dict(tile_m=64, tile_k=4, tile_n=32, bias=True)),           # single-buffered C
+    ((20, 8, 24), dict(tile_m=8, tile_k=8, tile_n=8, bias="full")),           # one k-tile: bias loads
+    ((13, 7, 22), dict(tile_m=5, tile_k=8, tile_n=12, bias="full", loop_order="nmk")),  # reuse C bufs
     ((21, 19, 23), dict()),                                                   # default tiles
 ])
 def test_gemm_small_dim(shape, kw):
@@ -351,9 +353,10 @@ def test_gemm_dump_flow(tmp_path):
 def test_gemm_prefetch_order_and_layout():
     gp = gemm_program(SMALL, 8, 8, 8, tile_m=4, tile_k=4, tile_n=4)
     ops = [decode(w)[0] for w in gp.program.words]
-    first_compute = ops.index(Op.COMPUTE_PRELOADED)
-    # step 0 loads one A block and one B block; step 1's (next k) are prefetched before it
-    assert ops[:first_compute].count(Op.MVIN) == 4
+    preloads = [i for i, op in enumerate(ops) if op == Op.PRELOAD]
+    # prologue: step 0's A and B blocks; step 1's (next k) are prefetched during step 0
+    assert ops[:preloads[0]].count(Op.MVIN) == 2
+    assert ops[:preloads[1]].count(Op.MVIN) == 4
     assert ops[-1] == Op.HALT and ops.count(Op.MVOUT) == 4
     half = SMALL.sp_rows // 2
     for w in gp.program.words:
@@ -363,6 +366,78 @@ def test_gemm_prefetch_order_and_layout():
         if op == Op.MVIN and f["slot"] == 1:
             assert f["laddr"] >= half
     assert gp.c_addr >= gp.b_addr + 64 and gp.d_addr is None
+
+
+def _longest_run(ops: list[Op], op: Op) -> int:
+    best = cur = 0
+    for o in ops:
+        cur = cur + 1 if o == op else 0
+        best = max(best, cur)
+    return best
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_gemm_streams_interleaved(bias):
+    """Loads, computes and stores are software-pipelined: after the prologue (step 0's loads)
+    no long run of one unit's instructions fills its 8-deep queue; C tile t-1 is stored
+    while tile t is computed, and only the last tile is stored after the last COMPUTE."""
+    cfg = HardwareConfig(imem_depth=16384)
+    gp, _ = run_gemm(cfg, 256, 256, 256, tile_m=256, tile_k=256, tile_n=32, bias=bias)
+    gp.program.check_imem()
+    ops = [decode(w)[0] for w in gp.program.words]
+    computes = (Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED)
+    first = ops.index(Op.PRELOAD)
+    last = max(i for i, op in enumerate(ops) if op in computes)
+    n_bias = 16 * 2 if bias else 0                            # per C tile (16 row chunks x 2 n-blocks)
+    prologue = ops[:first]
+    assert set(prologue) == {Op.CONFIG, Op.MVIN}
+    assert prologue.count(Op.MVIN) == 16 * 16 + 16 * 2 + n_bias  # all of A, B and bias of step 0
+    body = ops[first:last + 1]
+    assert _longest_run(body, Op.MVIN) <= 8 and _longest_run(body, Op.MVOUT) <= 8
+    assert body.count(Op.MVOUT) == 7 * 32                     # tiles 0..6 stored during computes
+    assert ops[last + 1:] == [Op.MVOUT] * 32 + [Op.HALT]      # flush of the last C tile
+    assert all(ops[i + 1] in computes for i, op in enumerate(ops) if op == Op.PRELOAD)
+    assert ops.count(Op.MVIN) == 256 + 8 * 32 + 8 * n_bias and ops.count(Op.PRELOAD) == 8 * 512
+
+
+def test_gemm_single_c_buffer_stores_after_computes():
+    """With one C buffer, a tile's stores follow its computes (they could not overlap)."""
+    gp, _ = run_gemm(SMALL, 70, 9, 80, tile_m=64, tile_k=4, tile_n=32)
+    ops = [decode(w)[0] for w in gp.program.words]
+    mvouts = [i for i, op in enumerate(ops) if op == Op.MVOUT]
+    # 6 C tiles (2 m-tiles x 3 n-tiles), each stored as one run of MVOUTs
+    runs = sum(1 for j, i in enumerate(mvouts) if j == 0 or mvouts[j - 1] != i - 1)
+    assert runs == 6
+
+
+def _item(unit: str, reads=(), writes=()) -> _Item:
+    return _Item(((unit, {}),), tuple(reads), tuple(writes))
+
+
+def test_merge_spreads_streams_and_honours_hazards():
+    execs = [_item("ex", reads=[("sp", 100 + i, 100 + i)], writes=[("acc", i, i)])
+             for i in range(16)]
+    stores = [_item("st", reads=[("acc", 200 + i, 200 + i)]) for i in range(4)]
+    loads = [_item("ld", writes=[("sp", 300 + i, 300 + i)]) for i in range(4)]
+    out = _merge(stores, execs, loads)
+    assert sorted(map(id, out)) == sorted(map(id, execs + stores + loads))
+    pos = {id(it): i for i, it in enumerate(out)}
+    n_before = lambda it: sum(pos[id(e)] < pos[id(it)] for e in execs)
+    assert [n_before(it) for it in stores] == [2, 6, 10, 14]   # k-th after (k - 1/2) * 16 / 4
+    assert [n_before(it) for it in loads] == [2, 6, 10, 14]
+    # a load into rows a later store reads is emitted after that store; a load into rows an
+    # execute item reads waits for it; an execute item writing rows a store reads follows it
+    stores[3] = _item("st", reads=[("acc", 500, 503)])
+    loads[0] = _item("ld", writes=[("acc", 502, 502)])
+    loads[1] = _item("ld", writes=[("sp", 111, 111)])
+    execs[1] = _item("ex", writes=[("acc", 200, 200)])
+    out = _merge(stores, execs, loads)
+    pos = {id(it): i for i, it in enumerate(out)}
+    assert pos[id(stores[3])] < pos[id(loads[0])] and n_before(loads[0]) == 2
+    assert pos[id(execs[11])] < pos[id(loads[1])]
+    assert pos[id(stores[0])] < pos[id(execs[1])]
+    store_ids = [id(it) for it in stores]
+    assert [id(it) for it in out if id(it) in store_ids] == store_ids
 
 
 def test_gemm_reuses_a_tile_when_k_fits():

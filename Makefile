@@ -1,0 +1,53 @@
+# Convenience targets; each is one command you can also type yourself.
+#
+#   make rtl SIZE=16 [SP_KB=256 ACC_KB=64 DRAM_LATENCY=100 ...]   write build/rtl/top_*.v
+#   make lint-rtl SIZE=16                                           same, then verilator --lint-only
+#
+# Every HardwareConfig field can be given as its upper-case name (SP_BANKS, DMA_BUS_BYTES,
+# ...); GEN_ARGS passes anything else to `python -m hw.generate` (e.g. GEN_ARGS="--from-json c.json").
+
+PYTHON  ?= python
+SIZE    ?= 16
+OUT_DIR ?= build/rtl
+GEN_ARGS ?=
+
+# MAKE_VARIABLE:cli-flag for every HardwareConfig field besides dim (SIZE)
+CONFIG_VARS := SP_KB:sp-kb ACC_KB:acc-kb SP_BANKS:sp-banks ACC_BANKS:acc-banks \
+	DMA_BUS_BYTES:dma-bus-bytes DMA_MAX_REQ_BYTES:dma-max-req-bytes \
+	DMA_MAX_INFLIGHT:dma-max-inflight DRAM_LATENCY:dram-latency \
+	DRAM_BYTES_PER_CYCLE:dram-bytes-per-cycle DRAM_MB:dram-mb IMEM_DEPTH:imem-depth
+
+_var  = $(word 1,$(subst :, ,$(1)))
+_flag = $(word 2,$(subst :, ,$(1)))
+GEN_FLAGS = $(strip --dim $(SIZE) --out-dir $(OUT_DIR) \
+	$(foreach p,$(CONFIG_VARS),$(if $($(call _var,$(p))),--$(call _flag,$(p)) $($(call _var,$(p))))) \
+	$(GEN_ARGS))
+
+.PHONY: install test test-slow rtl lint-rtl bench clean clean-cache
+
+install:
+	$(PYTHON) -m pip install -e .
+
+test:
+	$(PYTHON) -m pytest
+
+test-slow:
+	$(PYTHON) -m pytest -m slow
+
+rtl:
+	@$(PYTHON) -m hw.generate $(GEN_FLAGS)
+
+lint-rtl:
+	@$(PYTHON) -m hw.generate $(GEN_FLAGS) --lint
+
+bench:
+	$(PYTHON) scripts/bench_rtl.py
+
+# Removes this checkout's outputs (build/, including the test build cache build/sim-cache).
+clean:
+	rm -rf build .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Removes the shared model cache ($ACCEL_CACHE_DIR or ~/.cache/accelsim/builds).
+clean-cache:
+	rm -rf "$${ACCEL_CACHE_DIR:-$$HOME/.cache/accelsim/builds}"

@@ -1,0 +1,1 @@
+"""Analytical cost model (cycles, energy, area) of a HardwareConfig, Mapping and Layer."""

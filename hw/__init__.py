@@ -1,0 +1,1 @@
+"""Amaranth RTL of the weight-stationary systolic-array accelerator and its generator CLI."""

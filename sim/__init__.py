@@ -1,0 +1,1 @@
+"""Verilator/cocotb simulation: toolchain set-up, cached model builds, test running."""

