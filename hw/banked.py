@@ -17,7 +17,7 @@ Reads are transparent to the same bank's write in the same cycle, so a read-modi
 pipeline that reads a row in the cycle it is being written sees the new value.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2

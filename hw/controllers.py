@@ -21,7 +21,6 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from .config import HardwareConfig
 from .dma import DmaReader, DmaWriter, ADDR_BITS

@@ -22,7 +22,7 @@ I/O ports
     dispatched                 an instruction was dispatched this cycle
 """
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -66,7 +66,6 @@ class Frontend(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        aw = len(self.pc)
         ir = self.imem_data
         pc = self.pc
         running = Signal()

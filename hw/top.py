@@ -18,11 +18,12 @@ I/O ports
     <counter>                      64-bit performance counters, see COUNTERS; reset by start
 """
 
-from amaranth import Cat, Module, Signal
+import re
+
+from amaranth import Module
 from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from .banked import BankedMemory
 from .config import HardwareConfig
@@ -165,9 +166,22 @@ class Top(wiring.Component):
         return m
 
 
+_ZERO_INIT = re.compile(
+    r"^[ \t]*initial begin\n(?:[ \t]*\w+\[\d+\] = \d+'[hd]0+;\n)+[ \t]*end\n", re.MULTILINE)
+
+
+def strip_zero_memory_init(text: str) -> str:
+    """Remove `initial` blocks that only set memory rows to zero.
+
+    Amaranth writes one assignment per row of every memory (65,536 lines for a DIM 4
+    scratchpad of 256 KB). The memories here start empty, and the Verilator builds use
+    `--x-initial 0`, so these blocks only slow down parsing and compilation."""
+    return _ZERO_INIT.sub("", text)
+
+
 def generate_verilog(cfg: HardwareConfig) -> str:
     """Verilog of the whole accelerator (top module `top`) plus the simulation-only
     backdoor memory module it instantiates."""
     top = Top(cfg)
-    text = verilog.convert(top, name="top", emit_src=False)
+    text = strip_zero_memory_init(verilog.convert(top, name="top", emit_src=False))
     return text + "\n" + SIM_VERILOG.read_text()

@@ -132,3 +132,42 @@ def test_bank_conflicts_cost_cycles_not_correctness(build_model, tmp_path):
         assert out.ok and (out.image.read(addr, exp.shape, np.int32) == exp).all()
     assert outs[0].counters["exec_busy"] > outs[1].counters["exec_busy"], \
         (outs[0].counters["exec_busy"], outs[1].counters["exec_busy"])
+
+
+def _hazard_program(rng):
+    """Each instruction depends on the previous unit's unfinished work; only the
+    scoreboard makes the result right (the DRAM is slow: 30 cycles latency)."""
+    img = DramImage(CFG4)
+    A0, A1, B = (rng.integers(-128, 128, (D, D), dtype=np.int8) for _ in range(3))
+    Dm = rng.integers(-2**20, 2**20, (D, D), dtype=np.int32)
+    a0, a1, b, d = img.alloc(A0.size), img.alloc(A1.size), img.alloc(B.size), img.alloc(Dm.nbytes)
+    for addr, x in ((a0, A0), (a1, A1), (b, B), (d, Dm)):
+        img.write(addr, x)
+    out = img.alloc(3 * Dm.nbytes)
+    p = Program(CFG4)
+    p.config_ld(0, D).config_ld(2, 4 * D).config_st(4 * D, acc_full=True)
+    p.mvin(a0, 0, D, D).mvin(b, B_BASE, D, D)
+    p.preload(B_BASE, D, D, 0, D, D).compute(0, D, D)                 # RAW on both MVINs
+    p.mvin(a1, 0, D, D)                                               # WAR: overwrites the A just read
+    p.preload(b_none=True, c_laddr=4, c_rows=D, c_cols=D).compute(0, D, D, preloaded=False)  # RAW on A1
+    p.mvout(out, 0, D, D, acc=True)                                   # RAW on the first compute
+    p.mvin(d, 0, D, D, slot=2, acc=True)                              # WAR with that MVOUT, WAW with compute
+    p.mvout(out + Dm.nbytes, 0, D, D, acc=True)                       # RAW on the accumulator MVIN
+    p.mvout(out + 2 * Dm.nbytes, 4, D, D, acc=True)
+    p.halt()
+    ab = lambda a: a.astype(np.int32) @ B.astype(np.int32)  # noqa: E731
+    exp = np.concatenate([ab(A0), Dm, ab(A1)])
+    return _case("hazards", p, img, out, 3 * Dm.nbytes), (out, exp), p
+
+
+def test_scoreboard_orders_dependent_instructions(build_model, tmp_path):
+    from hw.program import interpret
+    rng = np.random.default_rng(21)
+    case, (addr, exp), prog = _hazard_program(rng)
+    seq = case.image.copy()
+    interpret(prog, seq)                      # the sequential reference implementation
+    assert (seq.read(addr, exp.shape, np.int32) == exp).all()
+    (out,) = run_programs(build_model(CFG4), [case], workdir=tmp_path)
+    assert out.ok
+    assert (out.image.read(addr, exp.shape, np.int32) == exp).all()
+    assert_counters(out)
