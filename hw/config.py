@@ -58,7 +58,8 @@ class HardwareConfig:
     dram_latency          cycles from a request's issue to its first data (reads) or ack (writes)
     dram_bytes_per_cycle  sustained DRAM bandwidth, shared by reads and writes
     dram_mb               size of the simulation-only DRAM model
-    imem_depth            instruction memory depth in 128-bit instructions
+    imem_depth            instruction buffer depth in 128-bit instructions (a FIFO the
+                          host refills while the program runs; programs may be longer)
     """
 
     dim: int = 16

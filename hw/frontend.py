@@ -1,6 +1,7 @@
 """Instruction fetch, decode and in-order dispatch with a local-address scoreboard.
 
-The frontend reads 128-bit instructions from the instruction memory (one per cycle),
+The frontend takes 128-bit instructions from its instruction buffer (a FIFO of
+`imem_depth` instructions that the host refills; see `hw.host`), one per cycle,
 applies CONFIG instructions to its configuration registers, and dispatches MVIN to the
 load queue, PRELOAD / COMPUTE_* to the execute queue and MVOUT to the store queue. Each
 dispatched instruction that touches local memory takes a scoreboard slot of its unit,
@@ -15,18 +16,18 @@ and HALT wait until everything has completed and all DRAM writes are acknowledge
 I/O ports
     start                      pulse: pc := 0, configuration reset, run
     running, done, fault       status (fault: illegal opcode, which also stops the core)
-    imem_addr -> imem_data     instruction memory read (synchronous)
+    insn_valid, insn_data -> insn_ready   instructions from the host (into the buffer)
     ld_*, ex_*, st_*           command queues to the controllers
     ld_done, ex_done, st_done  completed scoreboard slots (bit masks)
     ld_busy, ex_busy, st_busy  unit activity
     dispatched                 an instruction was dispatched this cycle
+    pc                         instructions dispatched since start
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from .controllers import ExecCmd, ExecOp, LoadCmd, StoreCmd, SLOTS, TAG_BITS, LADDR_BITS
 from .isa import FIELDS, INSN_BITS, ConfigTarget, Op
@@ -51,25 +52,31 @@ def _overlap(a, b):
 
 class Frontend(wiring.Component):
     def __init__(self, imem_depth: int):
+        if imem_depth < 2:
+            raise ValueError(f"imem_depth must be at least 2, not {imem_depth!r}")
         self.imem_depth = imem_depth
-        aw = max(1, ceil_log2(imem_depth))
         super().__init__({
             "start": In(1), "running": Out(1), "done": Out(1), "fault": Out(1),
-            "imem_addr": Out(aw), "imem_data": In(INSN_BITS),
+            "insn_valid": In(1), "insn_data": In(INSN_BITS), "insn_ready": Out(1),
             "ld_valid": Out(1), "ld_cmd": Out(LoadCmd), "ld_ready": In(1),
             "ex_valid": Out(1), "ex_cmd": Out(ExecCmd), "ex_ready": In(1),
             "st_valid": Out(1), "st_cmd": Out(StoreCmd), "st_ready": In(1),
             "ld_done": In(SLOTS), "ex_done": In(SLOTS), "st_done": In(SLOTS),
             "ld_busy": In(1), "ex_busy": In(1), "st_busy": In(1),
-            "dispatched": Out(1), "pc": Out(aw),
+            "dispatched": Out(1), "pc": Out(32),
         })
 
     def elaborate(self, platform):
         m = Module()
-        ir = self.imem_data
+        # Instruction buffer, emptied by start.
+        ibuf = ResetInserter(self.start)(SyncFIFOBuffered(width=INSN_BITS, depth=self.imem_depth))
+        m.submodules.ibuf = ibuf
+        m.d.comb += [ibuf.w_data.eq(self.insn_data), ibuf.w_en.eq(self.insn_valid),
+                     self.insn_ready.eq(ibuf.w_rdy)]
+        ir = ibuf.r_data
+        ir_valid = ibuf.r_rdy
         pc = self.pc
         running = Signal()
-        ir_valid = Signal()
         m.d.comb += self.running.eq(running)
 
         # ---- configuration registers (reset by start) ----------------------------------
@@ -203,17 +210,14 @@ class Frontend(wiring.Component):
         with m.If(go & is_pre):
             m.d.sync += [c_addr.eq(f["laddr2"]), c_rows.eq(f["rows2"])]
 
-        # ---- fetch -------------------------------------------------------------------------
-        m.d.comb += self.imem_addr.eq(Mux(go, pc + 1, pc))
+        # ---- dispatch bookkeeping ------------------------------------------------------------
+        m.d.comb += ibuf.r_en.eq(go)
         with m.If(go):
             m.d.sync += pc.eq(pc + 1)
             with m.If(is_halt | illegal):
-                m.d.sync += [running.eq(0), self.done.eq(1), self.fault.eq(illegal), ir_valid.eq(0)]
-        with m.If(running & ~ir_valid & ~go):
-            m.d.sync += ir_valid.eq(1)
+                m.d.sync += [running.eq(0), self.done.eq(1), self.fault.eq(illegal)]
         with m.If(self.start):
-            m.d.comb += self.imem_addr.eq(0)
-            m.d.sync += [pc.eq(0), running.eq(1), ir_valid.eq(0), self.done.eq(0), self.fault.eq(0),
+            m.d.sync += [pc.eq(0), running.eq(1), self.done.eq(0), self.fault.eq(0),
                          a_stride.eq(1), st_stride.eq(0), st_relu.eq(0), st_full.eq(0), st_shift.eq(0),
                          c_addr.eq(0), c_rows.eq(0)]
             m.d.sync += [s.eq(0) for s in ld_stride]

@@ -2,7 +2,7 @@
 
 Block diagram::
 
-    imem (SimMem) -> Frontend --ld--> LoadController  --DmaReader--\
+    host (sim-only) -> Frontend --ld--> LoadController  --DmaReader--\
                                --ex--> ExecuteController (Mesh)     +-- DramModel (SimMem)
                                --st--> StoreController --DmaWriter--/
                      Scratchpad (BankedMemory, int8 rows)   Accumulator (BankedMemory, int32 rows)
@@ -13,7 +13,8 @@ write: load. Accumulator: reads execute (read-modify-write), store; writes execu
 I/O ports
     start                          pulse: run the program in the instruction memory from 0
     running, done, fault           status; `done` stays high after HALT until the next start
-    imem_load, dram_load           pulse: load `+IMEM_IN=` / `+DRAM_IN=` hex files
+    dram_load                      pulse: load the `+DRAM_IN=` hex file into the DRAM model
+                                   (the program, `+IMEM_IN=`, is streamed by the host on start)
     dram_dump, dram_dump_lo/hi     pulse: write DRAM words lo..hi to the `+DRAM_OUT=` file
     <counter>                      64-bit performance counters, see COUNTERS; reset by start
 """
@@ -30,8 +31,8 @@ from .config import HardwareConfig
 from .controllers import ExecuteController, LoadController, StoreController
 from .dram import DramModel
 from .frontend import Frontend
-from .isa import INSN_BITS
-from .simmem import SIM_VERILOG, SimMem
+from .host import HOST_VERILOG, HostStream
+from .simmem import SIM_VERILOG
 
 __all__ = ["Top", "COUNTERS", "generate_verilog"]
 
@@ -65,7 +66,7 @@ class Top(wiring.Component):
         self.acc = BankedMemory(width=32 * d, depth=cfg.acc_rows, banks=cfg.acc_banks, n_read=2, n_write=2,
                                 granularity=32)
         self.dram = DramModel(cfg, backdoor=backdoor)
-        self.imem = SimMem(width=INSN_BITS, depth=cfg.imem_depth, name="imem", backdoor=backdoor)
+        self.host = HostStream(backdoor=backdoor)
         self.frontend = Frontend(cfg.imem_depth)
         self.load = LoadController(cfg, self.sp.addr_width, self.acc.addr_width)
         self.execute = ExecuteController(cfg, self.sp.addr_width, self.acc.addr_width)
@@ -73,7 +74,7 @@ class Top(wiring.Component):
         aw = self.dram.word_bits
         sig = {
             "start": In(1), "running": Out(1), "done": Out(1), "fault": Out(1),
-            "imem_load": In(1), "dram_load": In(1), "dram_dump": In(1),
+            "dram_load": In(1), "dram_dump": In(1),
             "dram_dump_lo": In(aw), "dram_dump_hi": In(aw),
         }
         sig |= {name: Out(COUNTER_BITS) for name in COUNTERS}
@@ -81,16 +82,16 @@ class Top(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        sp, acc, dram, imem = self.sp, self.acc, self.dram, self.imem
+        sp, acc, dram, host = self.sp, self.acc, self.dram, self.host
         fe, ld, ex, st = self.frontend, self.load, self.execute, self.store
-        for name, sub in (("sp", sp), ("acc", acc), ("dram", dram), ("imem", imem), ("frontend", fe),
+        for name, sub in (("sp", sp), ("acc", acc), ("dram", dram), ("host", host), ("frontend", fe),
                           ("load", ld), ("execute", ex), ("store", st)):
             m.submodules[name] = sub
 
-        # Instruction memory and backdoor strobes.
+        # Host instruction stream and backdoor strobes.
         m.d.comb += [
-            imem.load.eq(self.imem_load), imem.rd_en.eq(1), imem.rd_addr.eq(fe.imem_addr),
-            fe.imem_data.eq(imem.rd_data),
+            host.start.eq(self.start), fe.insn_valid.eq(host.out_valid), fe.insn_data.eq(host.out_data),
+            host.out_ready.eq(fe.insn_ready),
             dram.load.eq(self.dram_load), dram.dump.eq(self.dram_dump),
             dram.dump_lo.eq(self.dram_dump_lo), dram.dump_hi.eq(self.dram_dump_hi),
             fe.start.eq(self.start),
@@ -184,4 +185,4 @@ def generate_verilog(cfg: HardwareConfig) -> str:
     backdoor memory module it instantiates."""
     top = Top(cfg)
     text = strip_zero_memory_init(verilog.convert(top, name="top", emit_src=False))
-    return text + "\n" + SIM_VERILOG.read_text()
+    return text + "\n" + SIM_VERILOG.read_text() + "\n" + HOST_VERILOG.read_text()

@@ -1,7 +1,8 @@
 """cocotb testbench that runs accelerator programs on the `top` model.
 
 It is generic: each *case* is a directory written by `sim.rtl_run` holding
-`imem.hex`, `dram_in.hex` and `case.json` ({"max_cycles", "dump_lo", "dump_hi"}). For
+`imem.hex` (the program, streamed by the simulated host on start), `dram_in.hex` and
+`case.json` ({"max_cycles", "dump_lo", "dump_hi"}). For
 each case listed (one directory per line) in the file named by `$ACCEL_CASES`, the
 testbench loads the program and the DRAM image through the backdoor, pulses `start`,
 waits for `done` with no per-cycle Python (the simulator runs freely until `done`
@@ -51,17 +52,15 @@ async def run_programs(dut):
     work = Path(os.environ["ACCEL_WORK"])
     cases = [Path(line) for line in Path(os.environ["ACCEL_CASES"]).read_text().split() if line]
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False))
-    for sig in (dut.start, dut.imem_load, dut.dram_load, dut.dram_dump, dut.dram_dump_lo, dut.dram_dump_hi):
+    for sig in (dut.start, dut.dram_load, dut.dram_dump, dut.dram_dump_lo, dut.dram_dump_hi):
         sig.value = 0
     await _reset(dut)
     for case in cases:
         spec = json.loads((case / "case.json").read_text())
         shutil.copyfile(case / "imem.hex", work / "imem.hex")
         shutil.copyfile(case / "dram_in.hex", work / "dram_in.hex")
-        dut.imem_load.value = 1
         dut.dram_load.value = 1
         await ClockCycles(dut.clk, 1)
-        dut.imem_load.value = 0
         dut.dram_load.value = 0
         await ClockCycles(dut.clk, 1)
 

@@ -63,9 +63,6 @@ def run_programs(model: BuiltModel, cases: Sequence[ProgramCase], *, workdir: Pa
     work.mkdir(exist_ok=True)
     dirs = []
     for i, case in enumerate(cases):
-        if len(case.words) > cfg.imem_depth:
-            raise ValueError(f"case {case.name!r}: program of {len(case.words)} instructions exceeds "
-                             f"imem_depth {cfg.imem_depth}")
         d = root / f"case{i:04d}"
         d.mkdir(exist_ok=True)
         write_imem_hex(d / "imem.hex", list(case.words))

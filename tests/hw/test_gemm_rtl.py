@@ -76,3 +76,14 @@ def test_long_gemm_keeps_array_busy(build_model, tmp_path):
     util_total = c["macs"] / (cfg.dim ** 2 * c["cycles"])
     print(f"utilisation while executing {util_exec:.3f}, over the whole run {util_total:.3f}, counters {c}")
     assert util_exec >= 0.90
+
+
+def test_program_longer_than_instruction_buffer(build_model, tmp_path):
+    """The host streams instructions into the buffer: a program over twice imem_depth runs."""
+    cfg = CONFIGS[4]
+    rng = np.random.default_rng(44)
+    gp, case = gemm_case(cfg, rng, 64, 64, 64)
+    assert len(case.words) > 2 * cfg.imem_depth
+    (out,) = run_programs(build_model(cfg), [case], workdir=tmp_path)
+    assert out.ok and (gp.read_c(out.image) == gp.reference()).all()
+    assert out.counters["instructions"] == len(case.words)
