@@ -46,12 +46,8 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(
-        prog="python -m hw.generate",
-        description="Write the accelerator Verilog (top module 'top') for one HardwareConfig; "
-        "prints the file path as the last line.",
-    )
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """Add one --flag per HardwareConfig field, and --from-json, to a parser."""
     doc = {}  # field -> description, from HardwareConfig's docstring table
     for names, text in re.findall(r"^\s+([a-z_]+(?:,\s*[a-z_]+)*)\s{2,}(\S.*)$", HardwareConfig.__doc__ or "", re.M):
         for name in names.split(","):
@@ -61,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"{doc.get(f.name, f.name)} (default {f.default})")
     p.add_argument("--from-json", type=Path, metavar="FILE",
                    help="start from a HardwareConfig JSON file (flags override its fields)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(
+        prog="python -m hw.generate",
+        description="Write the accelerator Verilog (top module 'top') for one HardwareConfig; "
+        "prints the file path as the last line.",
+    )
+    add_config_arguments(p)
     p.add_argument("--out-dir", type=Path, default=Path("build/rtl"), help="output directory (default build/rtl)")
     p.add_argument("--lint", action="store_true", help="also run 'verilator --lint-only -Wno-fatal' on the file")
     return p

@@ -1,0 +1,211 @@
+"""Run one (hardware, mapping, layer) on the RTL and return a verified `Result`.
+
+    evaluate(hw, mapping, layer, *, seed=0, verify=True) -> Result
+
+1. `mapping.check(hw, layer)`: a mapping that does not fit comes back as an infeasible
+   `Result` with the reason, before any simulation.
+2. `sim.compiler.compile_layer` lowers the triple to a program and a DRAM layout.
+3. Inputs (int8 activations NCHW, int8 weights KCRS) are drawn from `seed`.
+4. The program runs on the Verilator model of `hw` (built once per configuration and
+   cached): the lean C++ harness by default, cocotb with `harness="cocotb"`. A cycle
+   budget derived from the program (the watchdog) and a wall-clock limit bound the run;
+   a run that exceeds either, faults or crashes comes back infeasible with the reason.
+5. The output is compared with `sim.reference.conv_reference`; a mismatch raises
+   `VerificationError` and is never returned as a result.
+
+`evaluate_many` runs many triples over a process pool with a progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.config import HardwareConfig
+from hw.isa import ConfigTarget, Op, decode
+from hw.layer import Layer
+from hw.mapping import Mapping
+from hw.result import Result
+
+__all__ = ["evaluate", "evaluate_many", "VerificationError", "cycle_budget", "Inputs", "make_inputs"]
+
+HARNESSES = ("lean", "cocotb")
+
+
+class VerificationError(AssertionError):
+    """The RTL output differs from the numpy reference (a bug, never a result)."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    x: np.ndarray       # (N, C, H, W) int8
+    w: np.ndarray       # (K, C/groups, R, S) int8
+
+
+def make_inputs(layer: Layer, seed: int) -> Inputs:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (layer.n, layer.c, layer.h, layer.w), dtype=np.int8)
+    w = rng.integers(-128, 128, (layer.k, layer.c // layer.groups, layer.r, layer.s), dtype=np.int8)
+    return Inputs(x, w)
+
+
+def cycle_budget(words: Sequence[int], hw: HardwareConfig) -> int:
+    """Watchdog budget: 4x a pessimistic serial estimate of the program plus 20k cycles.
+
+    Every instruction is charged its own work with no overlap: DRAM rows at the lower of
+    the bus and DRAM rates plus a full latency per `dma_max_inflight` requests, and one
+    cycle per local row; a correct run always finishes well inside it."""
+    rate = max(1, min(hw.dma_bus_bytes, hw.dram_bytes_per_cycle))
+    acc_full = False
+    total = 0
+    for word in words:
+        op, f = decode(word)
+        if op == Op.CONFIG and f["funct"] == ConfigTarget.ST:
+            acc_full = bool(f["acc_full"])
+        elif op in (Op.MVIN, Op.MVOUT):
+            elem = 4 if f["acc"] and (op == Op.MVIN or acc_full) else 1
+            nbytes = f["rows"] * (f["cols"] * elem + hw.dma_bus_bytes)
+            total += nbytes // rate + f["rows"] * (1 + hw.dram_latency // hw.dma_max_inflight) + 2
+        elif op in (Op.PRELOAD, Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED):
+            total += f.get("rows", 1) + 2
+        else:
+            total += 1
+    return 4 * (total + 2 * hw.dram_latency + 4 * hw.dim) + 20_000
+
+
+def _weight_loads(words: Sequence[int]) -> int:
+    """Weight rows written into the array (PRELOADs with new weights)."""
+    return sum(f["rows"] for op, f in map(decode, words) if op == Op.PRELOAD and not f["b_none"])
+
+
+def _model(hw: HardwareConfig, harness: str, cache_dir, waves: bool = False):
+    from sim import build
+    if harness == "lean" and not waves:
+        return build.build_lean_model(hw, cache_dir=cache_dir)
+    return build.build_cocotb_model(hw, cache_dir=cache_dir, waves=waves)
+
+
+def _run(model, case, harness: str, workdir: Path, timeout_s: float):
+    if harness == "lean":
+        from sim.lean import run_programs_lean
+        return run_programs_lean(model, [case], workdir=workdir, timeout_s=timeout_s)[0]
+    from sim.rtl_run import run_programs
+    return run_programs(model, [case], workdir=workdir, timeout_s=timeout_s)[0]
+
+
+def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 0, verify: bool = True,
+             out: str = "int32", relu: bool = False, shift: int = 0, harness: str = "lean",
+             timeout_s: float = 600.0, cache_dir: str | os.PathLike | None = None,
+             workdir: str | os.PathLike | None = None, keep: dict | None = None,
+             waves: bool = False) -> Result:
+    """Simulate one layer with one mapping on the RTL; see the module docstring.
+
+    `keep`, if given, receives the inputs, the output and the compiled program (for
+    `--save` and debugging). `waves=True` runs the cocotb harness on a model built with
+    tracing; `keep["waves_file"]` is then the VCD."""
+    from sim.compiler import compile_layer
+    from sim.reference import conv_reference
+    from sim.rtl_run import ProgramCase
+
+    if harness not in HARNESSES:
+        raise ValueError(f"harness={harness!r} must be one of {', '.join(HARNESSES)}")
+    fits = mapping.check(hw, layer)
+    if not fits:
+        return Result.infeasible(fits.reason, "rtl")
+    t0 = time.perf_counter()
+    compiled = compile_layer(hw, mapping, layer, out=out, relu=relu, shift=shift)
+    inputs = make_inputs(layer, seed)
+    image = compiled.image.copy()
+    compiled.write_inputs(inputs.x, inputs.w, image=image)
+    words = compiled.program.words
+    lo, hi = compiled.output_word_range()
+    budget = cycle_budget(words, hw)
+    case = ProgramCase(layer.name or "layer", words, image, lo, hi, budget)
+    compile_s = time.perf_counter() - t0
+
+    if waves:
+        harness = "cocotb"
+    model = _model(hw, harness, cache_dir, waves)
+    wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="accel-eval-"))
+    try:
+        outcome = _run(model, case, harness, wd, timeout_s)
+        if keep is not None and waves:
+            keep["waves_file"] = next(iter(sorted(wd.glob("*.vcd"))), None)
+    except Exception as e:  # the simulator crashed or was killed: the caller carries on
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return Result.infeasible(f"simulation failed: {first}", "rtl", compile_s=compile_s)
+    if outcome.timed_out:
+        return Result.infeasible(f"watchdog: no HALT within {budget} cycles or {timeout_s:g} s", "rtl",
+                                 wall_s=outcome.wall_s)
+    if outcome.fault or not outcome.done:
+        return Result.infeasible("the accelerator faulted (illegal instruction)", "rtl")
+
+    got = compiled.read_output(outcome.image)
+    if verify:
+        ref = conv_reference(inputs.x, inputs.w, layer, out=out, relu=relu, shift=shift)
+        if got.shape != ref.shape or not np.array_equal(got, ref):
+            bad = np.argwhere(got != ref) if got.shape == ref.shape else []
+            where = f", first at NKPQ index {tuple(int(i) for i in bad[0])}" if len(bad) else ""
+            raise VerificationError(
+                f"RTL output differs from the reference for {layer.name or layer} with mapping "
+                f"{mapping.to_json()} on {hw.to_json()}: {len(bad)} elements{where}")
+    if keep is not None:
+        keep.update(x=inputs.x, w=inputs.w, y=got, compiled=compiled)
+    c = outcome.counters
+    cycles = c["cycles"]
+    return Result(
+        cycles=cycles,
+        busy={"load": c["load_busy"], "exec": c["exec_busy"], "store": c["store_busy"]},
+        counts={"sp_reads": c["sp_reads"], "sp_writes": c["sp_writes"], "acc_reads": c["acc_reads"],
+                "acc_writes": c["acc_writes"], "dram_bytes_read": c["dram_bytes_read"],
+                "dram_bytes_written": c["dram_bytes_written"], "macs": c["macs"],
+                "weight_loads": _weight_loads(words)},
+        utilisation=c["macs"] / (hw.dim * hw.dim * cycles) if cycles else None,
+        feasible=True, reason=None, verified=bool(verify), fidelity="rtl",
+        extra={"instructions": len(words), "sim_wall_s": round(outcome.wall_s, 4),
+               "compile_s": round(compile_s, 4), "harness": harness, "seed": seed},
+    )
+
+
+def _evaluate_star(args):
+    hw, mapping, layer, kwargs = args
+    return evaluate(hw, mapping, layer, **kwargs)
+
+
+def evaluate_many(items: Iterable[tuple[HardwareConfig, Mapping, Layer]], *, workers: int | None = None,
+                  progress: bool = True, **kwargs) -> list[Result]:
+    """Evaluate many triples in a process pool; results in input order.
+
+    Each distinct hardware configuration is built once first (in this process, shared
+    through the build cache). A progress bar shows rate and ETA. On Ctrl-C the pending
+    work is cancelled and the workers are shut down before KeyboardInterrupt propagates."""
+    from tqdm import tqdm
+
+    items = list(items)
+    harness = kwargs.get("harness", "lean")
+    for hw in dict.fromkeys(t[0] for t in items):
+        _model(hw, harness, kwargs.get("cache_dir"))
+    workers = workers or max(1, (os.cpu_count() or 1))
+    results: list[Result | None] = [None] * len(items)
+    bar = tqdm(total=len(items), unit="eval", disable=not progress, dynamic_ncols=True)
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
+        futures = {pool.submit(_evaluate_star, (hw, m, layer, kwargs)): i
+                   for i, (hw, m, layer) in enumerate(items)}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            bar.update(1)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown()
+    return results  # type: ignore[return-value]
