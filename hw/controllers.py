@@ -225,7 +225,7 @@ class StoreController(wiring.Component):
         m.d.comb += [wr.in_valid.eq(q.r_rdy), wr.in_addr.eq(qrow.addr), wr.in_nbytes.eq(qrow.nbytes),
                      wr.in_data.eq(qrow.data), q.r_en.eq(wr.in_ready)]
         m.d.comb += self.dram_bytes.eq(Mux(q.r_rdy & wr.in_ready, qrow.nbytes, 0))
-        m.d.comb += self.busy.eq(active | pending | q.r_rdy | wr.busy)
+        m.d.comb += self.busy.eq(active | pending | (q.level != 0) | wr.busy)
         return m
 
 

@@ -197,5 +197,5 @@ class DmaWriter(wiring.Component):
             with m.If((k + 1) == nbeats):
                 m.d.sync += k.eq(0)
                 m.d.comb += q.r_en.eq(1)
-        m.d.comb += self.busy.eq(q.r_rdy | (outstanding != 0))
+        m.d.comb += self.busy.eq((q.level != 0) | (outstanding != 0))
         return m

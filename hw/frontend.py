@@ -154,7 +154,7 @@ class Frontend(wiring.Component):
                          q.r_en.eq(getattr(self, f"{u}_ready"))]
 
         all_idle = (~Cat(*[valid[u].any() for u in units]).any() &
-                    ~Cat(*[qs[u].r_rdy for u in units]).any() &
+                    ~Cat(*[qs[u].level != 0 for u in units]).any() &
                     ~self.ld_busy & ~self.ex_busy & ~self.st_busy)
 
         needs_ex_slot = is_comp | (is_pre & ~f["b_none"])

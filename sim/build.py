@@ -403,3 +403,215 @@ def run_cocotb_test(
     if exit_note:
         raise CocotbTestFailure(f"{test_module}: tests passed but {exit_note}; log: {log}\n{_tail(log)}")
     return results
+
+
+# ---- lean C++ harness (throughput path) ------------------------------------------------------
+#
+# The same RTL built without cocotb's --vpi/--public-flat-rw, with the C++ main of
+# sim/harness/ (see sim/lean.py for the runner). Cached like the cocotb models, under
+# <cache>/lean_d16_sp256_acc64-<key16>/ (executable LEAN_EXE) with its own index entries.
+
+#: Bump when the lean build procedure changes in a way the key does not capture.
+LEAN_BUILD_VERSION = "accelsim-lean-1"
+
+#: The harness sources (copied into each lean build directory).
+HARNESS_DIR = REPO_ROOT / "sim" / "harness"
+HARNESS_SUFFIXES = (".cpp", ".h")
+
+#: Name of the lean executable inside the build directory.
+LEAN_EXE = "accel_lean"
+
+#: Header generated per build: ACCEL_COUNTERS(X) and ACCEL_HAS_<PORT> for every port.
+LEAN_PORTS_HEADER = "accel_lean_ports.h"
+
+#: Verilator arguments of lean builds, after BUILD_ARGS (same X handling as the cocotb build).
+#: Measured at DIM 16 on the 2-core machine: --threads 2 was ~30 % slower (so single
+#: thread); Verilator's -O3, --inline-mult -1 and -CFLAGS -march=native made no measurable
+#: difference (-O3 kept, harmless); -fno-dfg was 3x slower (leave Verilator's DFG on).
+LEAN_VERILATOR_ARGS: tuple[str, ...] = ("-O3",)
+
+#: make variables of lean builds: model code and the harness (OPT_FAST), run-once code
+#: (OPT_SLOW), the Verilator runtime (OPT_GLOBAL). OPT_FAST=-O3 ran DIM 16 5-15 % faster
+#: than -O2 at about the same build time; -Os (Verilator's default) was ~40 % slower.
+LEAN_MAKE_VARS: Mapping[str, str] = {"OPT_FAST": "-O3", "OPT_SLOW": "-O1", "OPT_GLOBAL": "-O2"}
+
+#: Ports the harness drives or reads; a model without them cannot run programs.
+LEAN_REQUIRED_PORTS = ("clk", "rst", "start", "done", "fault", "dram_load", "dram_dump",
+                       "dram_dump_lo", "dram_dump_hi")
+
+_VL_PORT = re.compile(r"\bVL_(IN|OUT|INOUT)\w*\(\s*&(\w+)\s*,")
+
+
+def harness_fingerprint() -> str:
+    """sha256 over the harness sources in :data:`HARNESS_DIR`."""
+    h = hashlib.sha256()
+    for path in sorted(HARNESS_DIR.iterdir()):
+        if path.suffix in HARNESS_SUFFIXES and path.is_file():
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _lean_counters() -> tuple[str, ...]:
+    from hw.top import COUNTERS
+
+    return tuple(COUNTERS)
+
+
+def _lean_settings() -> str:
+    return json.dumps([LEAN_BUILD_VERSION, BUILD_ARGS, LEAN_VERILATOR_ARGS, dict(LEAN_MAKE_VARS),
+                       harness_fingerprint(), _lean_counters()])
+
+
+def lean_cache_key(cfg: HardwareConfig, verilog: str) -> str:
+    """Hex sha256 identifying the lean build of ``verilog`` for ``cfg`` (includes the harness sources)."""
+    h = hashlib.sha256()
+    for part in (_lean_settings(), cfg.to_json(), _normalise_verilog(verilog)):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def lean_model_dir_name(cfg: HardwareConfig, key: str) -> str:
+    """Readable directory name of a lean build: ``lean_d16_sp256_acc64-<key16>``."""
+    return f"lean_d{cfg.dim}_sp{cfg.sp_kb}_acc{cfg.acc_kb}-{key[:16]}"
+
+
+def lean_executable(model: BuiltModel) -> Path:
+    """Path of the harness executable of a model from :func:`build_lean_model`."""
+    return model.build_dir / LEAN_EXE
+
+
+def build_lean_model(
+    cfg: HardwareConfig,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    generate: Callable[[HardwareConfig], str] | None = None,
+) -> BuiltModel:
+    """Return the cached lean (C++ harness) Verilator model of ``cfg``, building it if needed.
+
+    Same cache directory, lock and ``COMPLETE`` logic as :func:`build_cocotb_model`,
+    with a distinct key (harness sources, lean flags, counter names). With the default
+    generator, an index keyed by the ``hw/`` sources finds an existing build without
+    regenerating the Verilog, and a cached cocotb model of the same sources lends its
+    Verilog. The executable is :func:`lean_executable`; run it with
+    ``sim.lean.run_programs_lean``. Safe to call from several processes at once.
+    """
+    from filelock import FileLock
+
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    index = _lean_index_path(root, cfg) if generate is None else None
+    if index is not None:
+        hit = _read_lean_index(root, index, cfg)
+        if hit is not None:
+            return hit
+
+    verilog = None
+    if generate is None:  # reuse the Verilog of a cocotb build of the same hw/ sources
+        twin = _read_index(root, _index_path(root, cfg, False), cfg, False)
+        if twin is not None:
+            try:
+                verilog = twin.verilog_path.read_text()
+            except OSError:
+                verilog = None
+    if verilog is None:
+        verilog = (generate or _default_generate)(cfg)
+    key = lean_cache_key(cfg, verilog)
+    name = lean_model_dir_name(cfg, key)
+    build_dir = (root / name).resolve()
+    verilog_path = build_dir / "top.v"
+    model = BuiltModel(cfg=cfg, build_dir=build_dir, verilog_path=verilog_path, toplevel=TOPLEVEL)
+
+    if not (build_dir / STAMP).is_file():
+        with FileLock(str(root / f"{name}.lock")):
+            if not (build_dir / STAMP).is_file():
+                if build_dir.exists():
+                    shutil.rmtree(build_dir)
+                build_dir.mkdir(parents=True)
+                verilog_path.write_text(verilog)
+                (build_dir / "cfg.json").write_text(cfg.to_json() + "\n")
+                seconds = _run_lean_build(build_dir, verilog_path)
+                for pch in build_dir.glob("*.gch"):
+                    pch.unlink()
+                (build_dir / STAMP).write_text(json.dumps({"key": key, "build_s": round(seconds, 3)}) + "\n")
+                model = dataclasses.replace(model, build_s=seconds)
+    if index is not None:
+        _write_index(index, name)
+    return model
+
+
+def _lean_index_path(root: Path, cfg: HardwareConfig) -> Path:
+    h = hashlib.sha256("\0".join([_lean_settings(), rtl_source_fingerprint(), cfg.to_json()]).encode())
+    return root / "index" / f"lean-{h.hexdigest()[:32]}.json"
+
+
+def _read_lean_index(root: Path, index: Path, cfg: HardwareConfig) -> BuiltModel | None:
+    try:
+        name = json.loads(index.read_text())["dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    build_dir = (root / name).resolve()
+    if not (build_dir / STAMP).is_file():
+        return None
+    return BuiltModel(cfg=cfg, build_dir=build_dir, verilog_path=build_dir / "top.v")
+
+
+def lean_ports_header(vtop_h: str, counters: Sequence[str]) -> str:
+    """Text of :data:`LEAN_PORTS_HEADER` from the Verilated ``Vtop.h`` and the counter names.
+
+    Raises :class:`BuildError` if a required port or a counter is missing."""
+    ports = {name: kind for kind, name in _VL_PORT.findall(vtop_h)}
+    missing = [p for p in (*LEAN_REQUIRED_PORTS, *counters) if p not in ports]
+    if missing:
+        raise BuildError(f"the Verilated top lacks ports the lean harness needs: {', '.join(missing)}")
+    lines = ["// Generated by sim/build.py (lean_ports_header); do not edit.", "#pragma once", ""]
+    lines += [f"#define ACCEL_HAS_{name.upper()} 1" for name in sorted(ports)]
+    lines += ["", "#define ACCEL_COUNTERS(X) \\"]
+    lines += [f"    X({c}) \\" for c in counters]
+    lines += ["", f"#define ACCEL_N_COUNTERS {len(counters)}", ""]
+    return "\n".join(lines)
+
+
+def _run_lean_build(build_dir: Path, verilog_path: Path, *,
+                    verilator_args: Sequence[str] | None = None,
+                    make_vars: Mapping[str, str] | None = None) -> float:
+    """Verilate ``verilog_path`` with the harness into ``build_dir`` and compile it; returns seconds.
+
+    ``verilator_args`` / ``make_vars`` override :data:`LEAN_VERILATOR_ARGS` /
+    :data:`LEAN_MAKE_VARS` (for measuring build options; cached builds use the defaults)."""
+    import subprocess
+    from sim.toolchain import verilator_env, verilator_executable
+
+    log = build_dir / "build.log"
+    sources = []
+    for path in sorted(HARNESS_DIR.iterdir()):
+        if path.suffix in HARNESS_SUFFIXES and path.is_file():
+            shutil.copyfile(path, build_dir / path.name)
+            if path.suffix == ".cpp":
+                sources.append(str(build_dir / path.name))
+    env = verilator_env(make_vars=LEAN_MAKE_VARS if make_vars is None else make_vars)
+    vargs = list(LEAN_VERILATOR_ARGS if verilator_args is None else verilator_args)
+    verilate = [verilator_executable(), "-cc", "--exe", "-Mdir", str(build_dir), "--top-module", TOPLEVEL,
+                "--prefix", "Vtop", "-o", LEAN_EXE, *BUILD_ARGS, *vargs, *sources, str(verilog_path)]
+    make = ["make", "-j", str(max(1, os.cpu_count() or 1)), "-C", str(build_dir), "-f", "Vtop.mk"]
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        for i, cmd in enumerate((verilate, make)):
+            out.write(" ".join(cmd) + "\n")
+            out.flush()
+            if i == 1:
+                (build_dir / LEAN_PORTS_HEADER).write_text(
+                    lean_ports_header((build_dir / "Vtop.h").read_text(), _lean_counters()))
+            rc = subprocess.run(cmd, cwd=build_dir, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+            if rc != 0:
+                out.flush()
+                detail = _log_excerpt(log)
+                raise BuildError(f"lean Verilator build failed ({cmd[0]} exit {rc}); log: {log}"
+                                 + (f": {detail}" if detail else ""))
+    if not (build_dir / LEAN_EXE).is_file():
+        raise BuildError(f"lean build produced no {LEAN_EXE}; log: {log}")
+    return time.perf_counter() - start
+
+
+__all__ += ["LEAN_EXE", "harness_fingerprint", "lean_cache_key", "lean_model_dir_name", "lean_executable",
+            "lean_ports_header", "build_lean_model"]

@@ -104,12 +104,13 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
              out: str = "int32", relu: bool = False, shift: int = 0, harness: str = "lean",
              timeout_s: float = 600.0, cache_dir: str | os.PathLike | None = None,
              workdir: str | os.PathLike | None = None, keep: dict | None = None,
-             waves: bool = False) -> Result:
+             waves: bool = False, max_cycles: int | None = None) -> Result:
     """Simulate one layer with one mapping on the RTL; see the module docstring.
 
     `keep`, if given, receives the inputs, the output and the compiled program (for
     `--save` and debugging). `waves=True` runs the cocotb harness on a model built with
-    tracing; `keep["waves_file"]` is then the VCD."""
+    tracing; `keep["waves_file"]` is then the VCD. `max_cycles` overrides the watchdog's
+    cycle budget (derived from the program by `cycle_budget`)."""
     from sim.compiler import compile_layer
     from sim.reference import conv_reference
     from sim.rtl_run import ProgramCase
@@ -126,7 +127,7 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
     compiled.write_inputs(inputs.x, inputs.w, image=image)
     words = compiled.program.words
     lo, hi = compiled.output_word_range()
-    budget = cycle_budget(words, hw)
+    budget = int(max_cycles) if max_cycles is not None else cycle_budget(words, hw)
     case = ProgramCase(layer.name or "layer", words, image, lo, hi, budget)
     compile_s = time.perf_counter() - t0
 

@@ -1,0 +1,139 @@
+"""sim.evaluate on the RTL: verified results, infeasible mappings, the watchdog, the
+cocotb and lean harnesses agreeing, the process pool, and the sim.run CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.layer import Layer
+from hw.mapping import Mapping, default_mapping
+from hw.result import Result
+from sim.evaluate import evaluate, evaluate_many
+from tests.hw.rtl_common import CFG4
+
+REPO = Path(__file__).resolve().parents[2]
+
+LAYERS = [
+    Layer.gemm("gemm", 10, 12, 9),
+    Layer(name="c3x3", n=1, k=6, c=5, p=5, q=4, r=3, s=3, stride=1, padding=1),
+    Layer(name="c3x3s2", n=2, k=4, c=8, p=3, q=3, r=3, s=3, stride=2, padding=1),
+    Layer(name="dw", n=1, k=8, c=8, p=4, q=4, r=3, s=3, stride=1, padding=1, groups=8),
+]
+
+
+@pytest.fixture(scope="module")
+def cache(sim_cache_dir):
+    return sim_cache_dir
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda x: x.name)
+def test_cocotb_and_lean_agree_and_verify(cache, layer):
+    keep_l, keep_c = {}, {}
+    m = default_mapping(CFG4, layer)
+    lean = evaluate(CFG4, m, layer, seed=3, harness="lean", cache_dir=cache, keep=keep_l)
+    coco = evaluate(CFG4, m, layer, seed=3, harness="cocotb", cache_dir=cache, keep=keep_c)
+    assert lean.feasible and lean.verified and coco.verified
+    assert lean.cycles == coco.cycles and lean.counts == coco.counts and lean.busy == coco.busy
+    assert np.array_equal(keep_l["y"], keep_c["y"])
+    assert lean.counts["macs"] == layer.macs
+    assert Result.from_json(lean.to_json()) == lean
+
+
+def test_infeasible_mapping_is_rejected_before_simulation(tmp_path):
+    layer = Layer.gemm("big", 512, 512, 512)
+    m = Mapping.for_layer(layer, spad={"P": 512, "C": 128, "K": 128}, array={"C": 4, "K": 4})
+    r = evaluate(CFG4, m, layer, workdir=tmp_path)
+    assert not r.feasible and "scratchpad rows" in r.reason
+    assert not any(tmp_path.iterdir()), "nothing may be simulated for an infeasible mapping"
+
+
+def test_forced_hang_comes_back_infeasible(cache):
+    layer = LAYERS[1]
+    r = evaluate(CFG4, default_mapping(CFG4, layer), layer, cache_dir=cache, max_cycles=50, timeout_s=60)
+    assert not r.feasible and r.reason.startswith("watchdog")
+
+
+def test_evaluate_many_keeps_order(cache):
+    items = [(CFG4, default_mapping(CFG4, layer), layer) for layer in LAYERS[:3]]
+    results = evaluate_many(items, workers=2, progress=False, cache_dir=cache)
+    assert [r.counts["macs"] for r in results] == [layer.macs for layer in LAYERS[:3]]
+    assert all(r.verified for r in results)
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "sim.run", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=600, env=env)
+
+
+def test_cli_json_and_save(cache, tmp_path, monkeypatch):
+    import os
+    env = dict(os.environ, ACCEL_CACHE_DIR=str(cache))
+    cfg = ["--dim", "4", "--sp-kb", "16", "--acc-kb", "8", "--sp-banks", "4", "--acc-banks", "2",
+           "--dma-bus-bytes", "8", "--dma-max-req-bytes", "32", "--dma-max-inflight", "4",
+           "--dram-latency", "30", "--dram-bytes-per-cycle", "4", "--dram-mb", "1"]
+    r = _cli(*cfg, "--gemm", "9", "7", "5", "--json", "--save", str(tmp_path / "run"), env=env)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["feasible"] and res["verified"] and res["counts"]["macs"] == 9 * 7 * 5
+    A = np.load(tmp_path / "run" / "input.npy")
+    B = np.load(tmp_path / "run" / "weight.npy")
+    C = np.load(tmp_path / "run" / "output.npy")
+    assert A.shape == (9, 7) and B.shape == (7, 5)
+    assert np.array_equal(C, A.astype(np.int32) @ B.astype(np.int32))
+    r = _cli(*cfg, "--conv", "1", "4", "4", "3", "3", "3", "3", "--pad", "1", env=env)
+    assert r.returncode == 0 and "cycles" in r.stdout and "verified True" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dim", "12", "--gemm", "4", "4", "4"], "error: HardwareConfig.dim must be one of 4, 8, 16, 32; got 12"),
+    (["--gemm", "0", "4", "4"], "error: Layer"),
+    (["--gemm", "4", "4", "4", "--mapping", "/nonexistent.json"], "error: cannot read mapping file"),
+])
+def test_cli_bad_input_is_one_line(args, message):
+    r = _cli(*args)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith(message) and len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr
+
+
+# Random valid mappings (random tiling factors at every level and random DRAM loop orders,
+# so partial sums are spilled and reloaded) of convolutions of every kind, on the RTL.
+RANDOM_LAYERS = [
+    Layer(name="1x1", n=1, k=12, c=8, p=4, q=4, r=1, s=1),
+    Layer(name="1x1s2", n=1, k=8, c=12, p=3, q=3, r=1, s=1, stride=2),
+    Layer(name="3x3", n=1, k=8, c=6, p=4, q=4, r=3, s=3, padding=1),
+    Layer(name="3x3s2", n=2, k=8, c=8, p=3, q=3, r=3, s=3, stride=2, padding=1),
+    Layer(name="7x7s2", n=1, k=8, c=3, p=4, q=4, r=7, s=7, stride=2, padding=3),
+    Layer(name="dw3x3", n=1, k=12, c=12, p=4, q=4, r=3, s=3, padding=1, groups=12),
+    Layer(name="g2", n=1, k=8, c=8, p=3, q=3, r=3, s=3, padding=1, groups=2),
+    Layer.gemm("gemm", 12, 40, 24),
+]
+
+
+def _random_cases(hw, seed, n_per_layer):
+    import random
+
+    from tests.sim.test_compiler import random_mapping
+    rng = random.Random(seed)
+    for layer in RANDOM_LAYERS:
+        for _ in range(n_per_layer):
+            yield layer, random_mapping(rng, hw, layer)
+
+
+@pytest.mark.parametrize("dim", [4, 8, 16, pytest.param(32, marks=pytest.mark.slow)])
+def test_random_mappings_bit_exact_on_rtl(cache, dim):
+    from hw.config import HardwareConfig
+    from tests.hw.rtl_common import CONFIGS
+    hw = CONFIGS[dim] if dim != 16 else HardwareConfig(dim=16)
+    cases = list(_random_cases(hw, seed=dim, n_per_layer=2))
+    orders = {m.order for _, m in cases}
+    assert len(orders) > 4, "the sample must include non-default loop orders"
+    results = evaluate_many([(hw, m, layer) for layer, m in cases], workers=2, progress=False,
+                            cache_dir=cache, out="int8", relu=True, shift=4)
+    for (layer, m), r in zip(cases, results):
+        assert r.feasible and r.verified, f"{layer.name} {m.to_json()}: {r.reason}"
+        assert r.counts["macs"] == layer.macs

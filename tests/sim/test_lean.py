@@ -1,0 +1,210 @@
+"""The lean C++ harness (sim/harness/main.cpp, sim.lean) against the cocotb path.
+
+The same program cases go through `sim.rtl_run.run_programs` (cocotb, verification path)
+and `sim.lean.run_programs_lean` (throughput path): status, every performance counter
+and the dumped DRAM words must be identical, and GEMM outputs must equal numpy. The
+corpus covers random tiled GEMMs (int32/int8 outputs, ReLU, rounding shift, row and
+full bias, both loop orders), the cycle watchdog at and around the exact budget, and an
+illegal opcode. The lean models are cached like the cocotb ones (one build per
+configuration, shared through the session cache).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.config import HardwareConfig
+from hw.isa import encode
+from hw.program import DramImage, Program
+from sim.build import (STAMP, BuildError, BuiltModel, SimulationTimeout, build_lean_model, lean_executable,
+                       lean_ports_header)
+from sim.lean import run_programs_lean
+from sim.rtl_run import ProgramCase, run_programs
+from tests.hw.rtl_common import CONFIGS, assert_counters, gemm_case
+
+
+@pytest.fixture(scope="session")
+def build_lean(sim_cache_dir: Path) -> Callable[..., BuiltModel]:
+    """Factory ``build_lean(cfg) -> BuiltModel``: the session's memoised build_lean_model."""
+    built: dict[HardwareConfig, BuiltModel] = {}
+
+    def build(cfg: HardwareConfig) -> BuiltModel:
+        if cfg not in built:
+            built[cfg] = build_lean_model(cfg, cache_dir=sim_cache_dir)
+        return built[cfg]
+
+    return build
+
+
+# Option sets cycled over the random GEMMs (tiles are drawn per shape).
+OPTIONS = [
+    {},
+    dict(out="int8", relu=True, shift=6),
+    dict(bias=True),
+    dict(out="int8", shift=3, loop_order="nmk"),
+    dict(bias="full", out="int8", relu=True, shift=9),
+    dict(loop_order="nmk", bias=True),
+]
+
+
+def random_gemms(cfg: HardwareConfig, rng: np.random.Generator, n: int, max_dim: int):
+    """n random GEMM (GemmProgram, ProgramCase) pairs with the OPTIONS cycled through."""
+    d = cfg.dim
+    out = []
+    for i in range(n):
+        M, K, N = (int(x) for x in rng.integers(1, max_dim + 1, size=3))
+        kw = dict(OPTIONS[i % len(OPTIONS)])
+        if i % 2:  # explicit small tiles: several tiles per dimension, accumulation over k-tiles
+            kw.update(tile_m=int(rng.integers(1, 5)) * d, tile_k=d * int(rng.integers(1, 3)),
+                      tile_n=d * int(rng.integers(1, 3)))
+        out.append(gemm_case(cfg, rng, M, K, N, name=f"gemm{i}_{M}x{K}x{N}", **kw))
+    return out
+
+
+def assert_same(cocotb_outs, lean_outs):
+    """Status, all counters and every DRAM word (inputs + dumped range) identical."""
+    assert len(cocotb_outs) == len(lean_outs)
+    for c, l in zip(cocotb_outs, lean_outs):
+        name = c.case.name
+        assert (c.done, c.fault, c.timed_out) == (l.done, l.fault, l.timed_out), name
+        assert set(c.counters) == set(l.counters), name
+        assert c.counters == l.counters, f"{name}: cocotb {c.counters} != lean {l.counters}"
+        assert c.image.to_hex_lines() == l.image.to_hex_lines(), f"{name}: DRAM images differ"
+
+
+def check_gemms(gps, outs):
+    for gp, out in zip(gps, outs):
+        assert out.ok, f"{out.case.name}: done={out.done} fault={out.fault} timed_out={out.timed_out}"
+        C, ref = gp.read_c(out.image), gp.reference()
+        bad = np.argwhere(C != ref)
+        assert bad.size == 0, f"{out.case.name}: {len(bad)} wrong elements, first at {bad[0]}"
+        assert_counters(out)
+        assert out.counters["macs"] == gp.M * gp.K * gp.N
+
+
+# Seeds of the random corpus. 908 (DIM 8) and 920 (DIM 4) draw a GEMM whose last MVOUT is
+# a single row narrower than the DMA bus, which the RTL currently loses (see
+# test_halt_waits_for_final_single_beat_store); cocotb and lean agree on those too.
+SEEDS = {4: 904, 8: 916}
+
+
+@pytest.mark.parametrize("dim", [4, 8])
+def test_lean_matches_cocotb_on_random_gemms(build_model, build_lean, tmp_path, dim):
+    cfg = CONFIGS[dim]
+    rng = np.random.default_rng(SEEDS[dim])
+    gps, cases = zip(*random_gemms(cfg, rng, 6, max_dim=6 * dim))
+    cocotb_outs = run_programs(build_model(cfg), cases, workdir=tmp_path / "cocotb")
+    lean_outs = run_programs_lean(build_lean(cfg), cases, workdir=tmp_path / "lean")
+    assert_same(cocotb_outs, lean_outs)
+    check_gemms(gps, lean_outs)
+
+
+def test_lean_matches_cocotb_on_watchdog_and_fault(build_model, build_lean, tmp_path):
+    """Cycle budgets around a program's exact length (the race between the watchdog and
+    `done` must resolve as in cocotb), an illegal opcode, and recovery after each."""
+    cfg = CONFIGS[4]
+    cocotb_model, lean_model = build_model(cfg), build_lean(cfg)
+    rng = np.random.default_rng(5)
+    gp, good = gemm_case(cfg, rng, 12, 8, 8)
+    (probe,) = run_programs_lean(lean_model, [good], workdir=tmp_path / "probe")
+    n = probe.counters["cycles"]
+    budgets = [1, 2, 3, 17, n - 1, n, n + 1, n + 2]
+
+    def starved(b):
+        return ProgramCase(f"budget{b}", good.words, good.image, good.dump_lo, good.dump_hi, max_cycles=b)
+
+    illegal = ProgramCase("illegal", [encode(0) | 0xF, 0], DramImage(cfg), 0, 0, max_cycles=1000)
+    cases = [starved(b) for b in budgets] + [illegal, good]
+    cocotb_outs = run_programs(cocotb_model, cases, workdir=tmp_path / "cocotb")
+    lean_outs = run_programs_lean(lean_model, cases, workdir=tmp_path / "lean")
+    assert_same(cocotb_outs, lean_outs)
+    by_budget = dict(zip(budgets, lean_outs))
+    assert by_budget[n].timed_out and not by_budget[n + 1].timed_out  # done must rise before edge max_cycles
+    assert all(by_budget[b].timed_out and by_budget[b].counters["cycles"] == b - 1 for b in budgets if b <= n)
+    assert lean_outs[-2].fault and lean_outs[-2].done
+    assert lean_outs[-1].ok and (gp.read_c(lean_outs[-1].image) == gp.reference()).all()
+
+
+def test_halt_waits_for_final_single_beat_store(build_lean, tmp_path):
+    """A 1 x 8 x 4 int8 GEMM at DIM 4 (8-byte bus): its one MVOUT writes 4 bytes in one beat."""
+    cfg = CONFIGS[4]
+    gp, case = gemm_case(cfg, np.random.default_rng(1), 1, 8, 4, out="int8")
+    (out,) = run_programs_lean(build_lean(cfg), [case], workdir=tmp_path)
+    assert out.ok
+    assert out.counters["dram_bytes_written"] == 4
+    assert (gp.read_c(out.image) == gp.reference()).all()
+
+
+def _endless(cfg) -> ProgramCase:
+    """A program without HALT: the core waits for instructions forever."""
+    return ProgramCase("endless", Program(cfg).config_ex().words, DramImage(cfg), 0, 0, max_cycles=10**12)
+
+
+def test_wall_clock_watchdog_marks_case_and_continues(build_lean, tmp_path):
+    cfg = CONFIGS[4]
+    rng = np.random.default_rng(6)
+    gp, good = gemm_case(cfg, rng, 9, 7, 5)
+    outs = run_programs_lean(build_lean(cfg), [_endless(cfg), good], workdir=tmp_path, case_timeout_s=0.3)
+    assert outs[0].timed_out and not outs[0].done and 0.3 <= outs[0].wall_s < 30
+    assert outs[1].ok and (gp.read_c(outs[1].image) == gp.reference()).all()
+
+
+def test_process_timeout_raises(build_lean, tmp_path):
+    cfg = CONFIGS[4]
+    with pytest.raises(SimulationTimeout):
+        run_programs_lean(build_lean(cfg), [_endless(cfg)], workdir=tmp_path, timeout_s=1)
+
+
+def test_lean_build_is_cached(build_lean, sim_cache_dir):
+    cfg = CONFIGS[4]
+    model = build_lean(cfg)
+    again = build_lean_model(cfg, cache_dir=sim_cache_dir)
+    assert again.build_s is None and again.build_dir == model.build_dir
+    assert (model.build_dir / STAMP).is_file() and lean_executable(model).is_file()
+    assert model.build_dir.name.startswith(f"lean_d{cfg.dim}_")
+    assert not list(model.build_dir.glob("*.gch"))
+
+
+def test_harness_usage_errors(build_lean, tmp_path):
+    exe = str(lean_executable(build_lean(CONFIGS[4])))
+    r = subprocess.run([exe, "--work", str(tmp_path), str(tmp_path / "missing")], capture_output=True, text=True)
+    assert r.returncode == 2 and "missing/case.json" in r.stderr
+    r = subprocess.run([exe], capture_output=True, text=True)
+    assert r.returncode == 2 and "no cases" in r.stderr
+    r = subprocess.run([exe, "--bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown option" in r.stderr
+
+
+VTOP_H = """
+    VL_IN8(&clk,0,0);
+    VL_IN8(&rst,0,0);
+    VL_IN8(&start,0,0);
+    VL_IN8(&dram_load,0,0);
+    VL_IN8(&dram_dump,0,0);
+    VL_OUT8(&done,0,0);
+    VL_OUT8(&fault,0,0);
+    VL_IN(&dram_dump_lo,17,0);
+    VL_IN(&dram_dump_hi,17,0);
+    VL_OUT64(&cycles,63,0);
+    VL_OUT64(&macs,63,0);
+"""
+
+
+def test_ports_header_lists_counters_and_optional_ports():
+    text = lean_ports_header(VTOP_H, ["cycles", "macs"])
+    assert "#define ACCEL_COUNTERS(X) \\\n    X(cycles) \\\n    X(macs) \\\n" in text
+    assert "#define ACCEL_HAS_DRAM_DUMP_LO 1" in text and "ACCEL_HAS_IMEM_LOAD" not in text
+    with_imem = lean_ports_header(VTOP_H + "    VL_IN8(&imem_load,0,0);\n", ["cycles"])
+    assert "#define ACCEL_HAS_IMEM_LOAD 1" in with_imem
+
+
+def test_ports_header_rejects_missing_ports():
+    with pytest.raises(BuildError, match="instructions"):
+        lean_ports_header(VTOP_H, ["cycles", "instructions"])
+    with pytest.raises(BuildError, match="dram_load"):
+        lean_ports_header(VTOP_H.replace("dram_load", "x"), ["cycles"])
