@@ -87,17 +87,36 @@ def resnet50(cache: Path) -> list[dict]:
     return rows
 
 
+def resnet50_pool(cache: Path, workers: int) -> dict:
+    """All 54 layers (repeats included) through evaluate_many on `workers` processes."""
+    from search.workloads import resnet50 as net
+    from sim.evaluate import evaluate_many
+    hw = HardwareConfig(dim=16)
+    layers = net()
+    t0 = time.perf_counter()
+    results = evaluate_many([(hw, default_mapping(hw, layer), layer) for layer in layers], workers=workers,
+                            cache_dir=cache)
+    wall = time.perf_counter() - t0
+    assert all(r.verified for r in results)
+    cycles = sum(r.cycles for r in results)
+    print(f"all {len(layers)} ResNet-50 layers, {workers} workers: {wall:.1f} s wall, "
+          f"{cycles:,} cycles, every output verified", flush=True)
+    return {"layers": len(layers), "workers": workers, "wall_s": round(wall, 1), "cycles": cycles}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--dims", default="4,8,16,32")
     ap.add_argument("--cocotb", action="store_true", help="also run the cocotb harness in --speed")
-    ap.add_argument("--resnet50", action="store_true")
+    ap.add_argument("--resnet50", action="store_true", help="each unique ResNet-50 layer, one at a time")
+    ap.add_argument("--resnet50-all", type=int, metavar="WORKERS",
+                    help="all 54 ResNet-50 layers through evaluate_many with this many workers")
     ap.add_argument("--cache", type=Path, help="build cache (default: a new temporary directory, so builds are cold)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    if not (args.speed or args.resnet50):
-        ap.error("choose --speed and/or --resnet50")
+    if not (args.speed or args.resnet50 or args.resnet50_all):
+        ap.error("choose --speed, --resnet50 and/or --resnet50-all")
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as tmp:
         cache = args.cache or Path(tmp)
@@ -105,6 +124,8 @@ def main(argv=None) -> int:
             out["speed"] = speed([int(x) for x in args.dims.split(",")], args.cocotb, cache)
         if args.resnet50:
             out["resnet50"] = resnet50(cache)
+        if args.resnet50_all:
+            out["resnet50_all"] = resnet50_pool(cache, args.resnet50_all)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shift", type=int, default=0, help="int8 output: rounding right shift (0..31)")
     p.add_argument("--harness", choices=("lean", "cocotb"), default="lean")
     p.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit in seconds (default 600)")
-    p.add_argument("--trace", type=Path, metavar="FILE", help="write a VCD waveform of the run (cocotb harness)")
+    p.add_argument("--trace", type=Path, metavar="FILE.vcd",
+                   help="write a VCD waveform of the run (cocotb harness, model built with tracing)")
     p.add_argument("--save", type=Path, metavar="DIR", help="write inputs, output, mapping and result here")
     p.add_argument("--json", action="store_true", help="print the Result as one JSON object")
     return p
@@ -115,6 +116,8 @@ def main(argv=None) -> int:
         mapping = _mapping(args, hw, layer)
         if not 0 <= args.shift <= 31:
             raise ValueError(f"--shift must be from 0 to 31; got {args.shift}")
+        if args.trace and args.trace.suffix.lower() != ".vcd":
+            raise ValueError(f"--trace writes a VCD waveform: give a .vcd file name, not {args.trace.name!r}")
         if args.timeout <= 0:
             raise ValueError(f"--timeout must be positive; got {args.timeout}")
     except (ConfigError, LayerError, MappingError, ValueError) as e:

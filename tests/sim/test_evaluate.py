@@ -92,6 +92,7 @@ def test_cli_json_and_save(cache, tmp_path, monkeypatch):
     (["--dim", "12", "--gemm", "4", "4", "4"], "error: HardwareConfig.dim must be one of 4, 8, 16, 32; got 12"),
     (["--gemm", "0", "4", "4"], "error: Layer"),
     (["--gemm", "4", "4", "4", "--mapping", "/nonexistent.json"], "error: cannot read mapping file"),
+    (["--gemm", "4", "4", "4", "--trace", "out.fst"], "error: --trace writes a VCD waveform"),
 ])
 def test_cli_bad_input_is_one_line(args, message):
     r = _cli(*args)
