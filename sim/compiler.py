@@ -108,6 +108,7 @@ from hw.layer import LOOPS, Layer
 from hw.mapping import Mapping, MappingError
 from hw.program import DramImage, Program, ProgramError
 from hw.tiled_gemm import _deps, _Footprint, _Item, _merge, _overlap
+from sim.reference import check_int8
 
 __all__ = ["CompileError", "Compiled", "compile_layer"]
 
@@ -201,7 +202,7 @@ class Compiled:
     def input_dram(self, x_nchw: np.ndarray) -> np.ndarray:
         """x (N, C, H, W) as the padded NHWC int8 array the input region holds."""
         L = self.layer
-        x = _int8("x", x_nchw, (L.n, L.c, L.h, L.w))
+        x = check_int8("x", x_nchw, (L.n, L.c, L.h, L.w))
         pad = L.padding
         xp = np.zeros(self.input_shape, np.int8)
         xp[:, pad:pad + L.h, pad:pad + L.w, :] = x.transpose(0, 2, 3, 1)
@@ -211,7 +212,7 @@ class Compiled:
         """w (K, C/G, R, S) as the (G, R, S, C/G, K/G) int8 array the weight region holds."""
         L = self.layer
         G, Cg, Kg = L.groups, L.c_per_group, L.k_per_group
-        w = _int8("w", w_kcrs, (L.k, Cg, L.r, L.s))
+        w = check_int8("w", w_kcrs, (L.k, Cg, L.r, L.s))
         return np.ascontiguousarray(w.reshape(G, Kg, Cg, L.r, L.s).transpose(0, 3, 4, 2, 1))
 
     def write_inputs(self, x_nchw: np.ndarray, w_kcrs: np.ndarray,
@@ -291,15 +292,6 @@ class Compiled:
                                  f"program claims {self.program.expected_macs()}")
 
 
-def _int8(name: str, a, shape: tuple[int, ...]) -> np.ndarray:
-    a = np.asarray(a)
-    if a.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
-    if not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must be an integer array (int8 values); got dtype {a.dtype}")
-    if a.size and (a.min() < -128 or a.max() > 127):
-        raise ValueError(f"{name} has values outside the int8 range -128..127")
-    return a.astype(np.int8, copy=False)
 
 
 # ---------------------------------------------------------------------------------------

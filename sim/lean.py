@@ -15,41 +15,19 @@ to done.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from hw.program import write_imem_hex
 from sim.build import BuiltModel, CocotbTestFailure, SimulationTimeout, lean_executable
-from sim.rtl_run import ProgramCase, ProgramOutcome
+from sim.rtl_run import ProgramCase, ProgramOutcome, read_outcomes, write_cases
 
 __all__ = ["LeanRunFailure", "write_cases", "run_programs_lean"]
 
 
 class LeanRunFailure(CocotbTestFailure):
     """The harness exited abnormally or left a case without results."""
-
-
-def write_cases(cases: Sequence[ProgramCase], root: Path) -> list[Path]:
-    """Write `cases` as `root/caseNNNN/` directories (the layout of `sim.rtl_run`) and
-    `root/cases.txt` listing them; returns the directories."""
-    root.mkdir(parents=True, exist_ok=True)
-    dirs = []
-    for i, case in enumerate(cases):
-        d = root / f"case{i:04d}"
-        d.mkdir(exist_ok=True)
-        for stale in ("result.json", "dram_out.hex"):
-            (d / stale).unlink(missing_ok=True)
-        write_imem_hex(d / "imem.hex", list(case.words))
-        case.image.write_hex(d / "dram_in.hex")
-        (d / "case.json").write_text(json.dumps(
-            {"name": case.name, "max_cycles": int(case.max_cycles),
-             "dump_lo": int(case.dump_lo), "dump_hi": int(case.dump_hi)}))
-        dirs.append(d.resolve())
-    (root / "cases.txt").write_text("\n".join(str(d) for d in dirs) + "\n")
-    return dirs
 
 
 def _tail(text: str, n: int = 25) -> str:
@@ -85,18 +63,10 @@ def run_programs_lean(model: BuiltModel, cases: Sequence[ProgramCase], *, workdi
     if proc.returncode != 0:
         raise LeanRunFailure(f"lean harness exited with status {proc.returncode}; log: {log}\n"
                              f"{_tail(proc.stdout + proc.stderr)}")
-    outcomes = []
-    for case, d in zip(cases, dirs):
-        try:
-            res = json.loads((d / "result.json").read_text())
-        except (OSError, ValueError) as e:
-            raise LeanRunFailure(f"case {case.name!r}: no result from the lean harness ({e}); log: {log}") from None
-        image = case.image.copy()
-        image.load_dump(d / "dram_out.hex", case.dump_lo, case.dump_hi)
-        outcomes.append(ProgramOutcome(case=case, counters=res["counters"], done=res["done"],
-                                       fault=res["fault"], timed_out=res["timed_out"],
-                                       wall_s=res["wall_s"], image=image))
-    return outcomes
+    try:
+        return read_outcomes(cases, dirs)
+    except (OSError, ValueError, KeyError) as e:
+        raise LeanRunFailure(f"no complete result from the lean harness ({e}); log: {log}") from None
 
 
 # ---- throughput benchmark: python -m sim.lean [--dims 4,8,16] ---------------------------------

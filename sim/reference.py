@@ -25,12 +25,13 @@ import numpy as np
 from hw.layer import Layer
 from hw.reference import store_transform, wrap_int32
 
-__all__ = ["conv_reference", "pad_input"]
+__all__ = ["conv_reference", "pad_input", "check_int8"]
 
 _FLOAT_EXACT_TERMS = 1 << 38  # terms * 2**14 (largest |int8 * int8|) < 2**53 below this
 
 
-def _check_int8(name: str, a, shape: tuple[int, ...]) -> np.ndarray:
+def check_int8(name: str, a, shape: tuple[int, ...]) -> np.ndarray:
+    """`a` as an int8 array of `shape`, or a one-line ValueError naming the problem."""
     a = np.asarray(a)
     if a.shape != tuple(shape):
         raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
@@ -61,8 +62,8 @@ def conv_reference(x_nchw: np.ndarray, w_kcrs: np.ndarray, layer: Layer, *,
         raise ValueError(f"out={out!r} must be 'int32' or 'int8'")
     L = layer
     G, Cg, Kg = L.groups, L.c_per_group, L.k_per_group
-    x = _check_int8("x", x_nchw, (L.n, L.c, L.h, L.w))
-    w = _check_int8("w", w_kcrs, (L.k, Cg, L.r, L.s))
+    x = check_int8("x", x_nchw, (L.n, L.c, L.h, L.w))
+    w = check_int8("w", w_kcrs, (L.k, Cg, L.r, L.s))
     exact_float = Cg * L.r * L.s < _FLOAT_EXACT_TERMS
     dt = np.float64 if exact_float else np.int64
 

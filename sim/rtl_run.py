@@ -18,7 +18,8 @@ from pathlib import Path
 from hw.program import DramImage, write_imem_hex
 from sim.build import BuiltModel, run_cocotb_test
 
-__all__ = ["ProgramCase", "ProgramOutcome", "run_programs", "default_cycle_budget"]
+__all__ = ["ProgramCase", "ProgramOutcome", "run_programs", "default_cycle_budget", "write_cases",
+           "read_outcomes"]
 
 
 @dataclass(frozen=True)
@@ -53,33 +54,28 @@ def default_cycle_budget(macs: int, dram_bytes: int, cfg) -> int:
     return 20 * (compute + transfer) + 50 * cfg.dram_latency + 10_000
 
 
-def run_programs(model: BuiltModel, cases: Sequence[ProgramCase], *, workdir: Path | None = None,
-                 timeout_s: float | None = 600) -> list[ProgramOutcome]:
-    """Run `cases` in one simulation; raises if the simulator itself fails."""
-    cfg = model.cfg
-    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="accel-cases-"))
+def write_cases(cases: Sequence[ProgramCase], root: Path) -> list[Path]:
+    """Write `cases` as `root/caseNNNN/` directories (imem.hex, dram_in.hex, case.json) and
+    `root/cases.txt` listing them; returns the directories. Both harnesses read this."""
     root.mkdir(parents=True, exist_ok=True)
-    work = root / "work"
-    work.mkdir(exist_ok=True)
     dirs = []
     for i, case in enumerate(cases):
         d = root / f"case{i:04d}"
         d.mkdir(exist_ok=True)
+        for stale in ("result.json", "dram_out.hex"):
+            (d / stale).unlink(missing_ok=True)
         write_imem_hex(d / "imem.hex", list(case.words))
         case.image.write_hex(d / "dram_in.hex")
         (d / "case.json").write_text(json.dumps(
             {"name": case.name, "max_cycles": int(case.max_cycles),
              "dump_lo": int(case.dump_lo), "dump_hi": int(case.dump_hi)}))
-        dirs.append(d)
-    (root / "cases.txt").write_text("\n".join(str(d.resolve()) for d in dirs) + "\n")
-    run_cocotb_test(
-        model, "sim.program_tb",
-        env={"ACCEL_CASES": str((root / "cases.txt").resolve()), "ACCEL_WORK": str(work.resolve())},
-        plusargs=[f"+IMEM_IN={(work / 'imem.hex').resolve()}",
-                  f"+DRAM_IN={(work / 'dram_in.hex').resolve()}",
-                  f"+DRAM_OUT={(work / 'dram_out.hex').resolve()}"],
-        test_dir=root, timeout_s=timeout_s,
-    )
+        dirs.append(d.resolve())
+    (root / "cases.txt").write_text("\n".join(str(d) for d in dirs) + "\n")
+    return dirs
+
+
+def read_outcomes(cases: Sequence[ProgramCase], dirs: Sequence[Path]) -> list[ProgramOutcome]:
+    """The `ProgramOutcome` of each case from its result.json and dram_out.hex."""
     outcomes = []
     for case, d in zip(cases, dirs):
         res = json.loads((d / "result.json").read_text())
@@ -89,3 +85,20 @@ def run_programs(model: BuiltModel, cases: Sequence[ProgramCase], *, workdir: Pa
                                        fault=res["fault"], timed_out=res["timed_out"],
                                        wall_s=res["wall_s"], image=image))
     return outcomes
+
+
+def run_programs(model: BuiltModel, cases: Sequence[ProgramCase], *, workdir: Path | None = None,
+                 timeout_s: float | None = 600) -> list[ProgramOutcome]:
+    """Run `cases` in one simulation; raises if the simulator itself fails."""
+    root = (Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="accel-cases-"))).resolve()
+    work = root / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    dirs = write_cases(cases, root)
+    run_cocotb_test(
+        model, "sim.program_tb",
+        env={"ACCEL_CASES": str(root / "cases.txt"), "ACCEL_WORK": str(work)},
+        plusargs=[f"+IMEM_IN={work / 'imem.hex'}", f"+DRAM_IN={work / 'dram_in.hex'}",
+                  f"+DRAM_OUT={work / 'dram_out.hex'}"],
+        test_dir=root, timeout_s=timeout_s,
+    )
+    return read_outcomes(cases, dirs)

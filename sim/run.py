@@ -15,7 +15,6 @@ Bad arguments print one `error:` line and exit 2.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
