@@ -502,7 +502,7 @@ def build_lean_model(
     root.mkdir(parents=True, exist_ok=True)
     index = _lean_index_path(root, cfg) if generate is None else None
     if index is not None:
-        hit = _read_lean_index(root, index, cfg)
+        hit = _read_index(root, index, cfg, False)
         if hit is not None:
             return hit
 
@@ -543,17 +543,6 @@ def build_lean_model(
 def _lean_index_path(root: Path, cfg: HardwareConfig) -> Path:
     h = hashlib.sha256("\0".join([_lean_settings(), rtl_source_fingerprint(), cfg.to_json()]).encode())
     return root / "index" / f"lean-{h.hexdigest()[:32]}.json"
-
-
-def _read_lean_index(root: Path, index: Path, cfg: HardwareConfig) -> BuiltModel | None:
-    try:
-        name = json.loads(index.read_text())["dir"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    build_dir = (root / name).resolve()
-    if not (build_dir / STAMP).is_file():
-        return None
-    return BuiltModel(cfg=cfg, build_dir=build_dir, verilog_path=build_dir / "top.v")
 
 
 def lean_ports_header(vtop_h: str, counters: Sequence[str]) -> str:
