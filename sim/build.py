@@ -160,6 +160,23 @@ def _log_excerpt(log: Path, limit: int = 3) -> str:
     return " | ".join(errors[:limit])
 
 
+def _fill_build_dir(build_dir: Path, verilog_path: Path, verilog: str, cfg: HardwareConfig, key: str,
+                    build: Callable[[], float]) -> float:
+    """(Re)create `build_dir` with the Verilog and config, run `build` (returns seconds),
+    drop the precompiled headers (~150 MB per full model, needed only while building) and
+    write the COMPLETE stamp last, so a directory without it is known to be partial."""
+    if build_dir.exists():
+        shutil.rmtree(build_dir)  # partial or failed earlier build
+    build_dir.mkdir(parents=True)
+    verilog_path.write_text(verilog)
+    (build_dir / "cfg.json").write_text(cfg.to_json() + "\n")
+    seconds = build()
+    for pch in build_dir.glob("*.gch"):
+        pch.unlink()
+    (build_dir / STAMP).write_text(json.dumps({"key": key, "build_s": round(seconds, 3)}) + "\n")
+    return seconds
+
+
 def build_cocotb_model(
     cfg: HardwareConfig,
     *,
@@ -195,15 +212,8 @@ def build_cocotb_model(
     if not (build_dir / STAMP).is_file():
         with FileLock(str(root / f"{name}.lock")):
             if not (build_dir / STAMP).is_file():  # else another process built it while we waited
-                if build_dir.exists():
-                    shutil.rmtree(build_dir)  # partial or failed earlier build
-                build_dir.mkdir(parents=True)
-                verilog_path.write_text(verilog)
-                (build_dir / "cfg.json").write_text(cfg.to_json() + "\n")
-                seconds = _run_verilator_build(build_dir, verilog_path, waves=waves)
-                for pch in build_dir.glob("*.gch"):  # precompiled headers: ~150 MB per full model, build-only
-                    pch.unlink()
-                (build_dir / STAMP).write_text(json.dumps({"key": key, "build_s": round(seconds, 3)}) + "\n")
+                seconds = _fill_build_dir(build_dir, verilog_path, verilog, cfg, key,
+                                          lambda: _run_verilator_build(build_dir, verilog_path, waves=waves))
                 model = dataclasses.replace(model, build_s=seconds)
     if index is not None:
         _write_index(index, name)
@@ -525,15 +535,8 @@ def build_lean_model(
     if not (build_dir / STAMP).is_file():
         with FileLock(str(root / f"{name}.lock")):
             if not (build_dir / STAMP).is_file():
-                if build_dir.exists():
-                    shutil.rmtree(build_dir)
-                build_dir.mkdir(parents=True)
-                verilog_path.write_text(verilog)
-                (build_dir / "cfg.json").write_text(cfg.to_json() + "\n")
-                seconds = _run_lean_build(build_dir, verilog_path)
-                for pch in build_dir.glob("*.gch"):
-                    pch.unlink()
-                (build_dir / STAMP).write_text(json.dumps({"key": key, "build_s": round(seconds, 3)}) + "\n")
+                seconds = _fill_build_dir(build_dir, verilog_path, verilog, cfg, key,
+                                          lambda: _run_lean_build(build_dir, verilog_path))
                 model = dataclasses.replace(model, build_s=seconds)
     if index is not None:
         _write_index(index, name)
