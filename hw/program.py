@@ -118,6 +118,17 @@ class Program:
         """The instruction words (a copy)."""
         return list(self._words)
 
+    @classmethod
+    def from_words(cls, cfg: HardwareConfig, words: list[int], *, macs: int, a_stride: int = 1) -> "Program":
+        """A program from already-encoded words (e.g. a compiler that packs fields itself
+        and checks ranges per tile); `macs` is what `expected_macs()` reports and
+        `a_stride` the CONFIG EX state left by the words, for instructions appended later."""
+        prog = cls(cfg)
+        prog._words = list(words)
+        prog._state.macs = int(macs)
+        prog._state.a_stride = int(a_stride)
+        return prog
+
     def expected_macs(self) -> int:
         """MACs the hardware counts: sum over COMPUTEs of rows * cols * cols2 (latest PRELOAD)."""
         return self._state.macs

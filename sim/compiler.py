@@ -784,12 +784,9 @@ class _Compiler:
         counts.update(w & 0xF for w in words[:n_head])
         counts[Op.HALT] += 1
 
-        prog = Program(hw)
-        # Words are packed directly (see the module doc); the builder's MAC counter is
-        # set to what its compute() calls would have counted: every MAC of the layer once.
-        prog._words = words
-        prog._state.macs = L.macs
-        prog._state.a_stride = a_stride
+        # Words are packed directly (see the module doc); the MAC count is what the
+        # builder's compute() calls would have counted: every MAC of the layer once.
+        prog = Program.from_words(hw, words, macs=L.macs, a_stride=a_stride)
 
         ops = counts
         _require(sum(ops.values()) == len(words), "instruction count mismatch")
