@@ -1,0 +1,242 @@
+"""Evaluate one layer, or a whole workload, with the analytical model from the command line.
+
+    python -m cost.run --dim 16 --sp-kb 256 --acc-kb 64 \\
+        (--gemm M K N | --conv N K C P Q R S [--stride T] [--pad X] [--groups G] | --workload NAME|FILE) \\
+        [--mapping FILE.json | --mapping auto] [--out int32|int8] [--energy FILE.json|.yaml] [--json]
+
+The command line is `python -m sim.run`'s (its parser, plus --workload and --energy), so
+one command line runs on either evaluator: the RTL-only options (--seed, --harness,
+--timeout, --trace, --save) are accepted and ignored, and --relu / --shift do not change
+the analytical cost (--out does: int8 outputs write a quarter of the bytes).
+
+One layer: prints sim.run's summary of the `Result` (fidelity "analytical"), then the
+energy in pJ with its breakdown by component (`cost.energy.energy_breakdown`), the area
+in mm^2 and the energy-delay product (pJ x cycles). --json prints one JSON object:
+``Result.to_dict()`` plus ``edp`` and ``energy_breakdown``.
+
+--workload NAME|FILE (a name of `search.workloads` or a workload file): every distinct
+layer shape once, with its repeat count and `default_mapping`; prints one row per layer
+(name, count, cycles, utilisation, energy, EDP) and the network totals of
+`cost.network_edp` (count-weighted sums of energy and cycles, EDP = the product of the
+sums, and the layerwise sum of count x energy x cycles). --json prints
+``{"layers": [...], "total": {...}}``; each layer entry is the single-layer object plus
+``name``, ``count``, ``layer`` and ``mapping``.
+
+--energy FILE overrides entries of `cost.energy.EnergyTable` (JSON or YAML object,
+field -> value; `EnergyTable.from_file`).
+
+Exit status: 0 when everything is feasible; 1 when a result is infeasible, printed with
+its reason (a mapping that does not fit, a mapping file that cannot be read or is not a
+mapping, a hardware configuration that is invalid or on which no mapping fits); 2 for
+bad arguments, with one ``error:`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from hw.config import ConfigError
+from hw.generate import config_from_args
+from hw.layer import Layer, LayerError
+from hw.mapping import Mapping, MappingError, default_mapping
+from hw.result import Result
+from sim.run import _mapping, _summary, layer_from_args
+from sim.run import _parser as _sim_parser
+
+from .energy import DEFAULT_TABLE, EnergyError, EnergyTable, energy_breakdown
+from .evaluate import evaluate, network_edp
+
+__all__ = ["main"]
+
+RTL_ONLY = ("seed", "harness", "timeout", "trace", "save")
+NO_COST_EFFECT = ("relu", "shift")
+
+
+def _line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _parser():
+    """sim.run's parser with this tool's name and help, plus --workload and --energy."""
+    p = _sim_parser()
+    p.prog = "python -m cost.run"
+    p.description = __doc__.split("\n\n")[0]
+    for action in p._actions:
+        if action.dest in RTL_ONLY:
+            action.help = f"{action.help} (ignored: RTL only)" if action.help else "(ignored: RTL only)"
+        elif action.dest in NO_COST_EFFECT:
+            action.help = f"{action.help} (no effect on the analytical cost)"
+        elif action.dest == "json":
+            action.help = ("print one JSON object: the Result plus edp and energy_breakdown "
+                           "(with --workload: {layers, total})")
+        elif action.dest == "mapping":
+            action.help = f"{action.help}; --workload always uses default_mapping"
+    # --workload joins the required (--gemm | --conv) group: exactly one of the three
+    shape = next(g for g in p._mutually_exclusive_groups if any(a.dest == "gemm" for a in g._group_actions))
+    shape.add_argument("--workload", metavar="NAME|FILE",
+                       help="every distinct layer of a search.workloads network (resnet50, bert, ...) "
+                            "or workload file, with default_mapping, and the network totals")
+    p.add_argument("--energy", type=Path, metavar="FILE",
+                   help="JSON/YAML file overriding EnergyTable entries (field -> pJ or mm^2 value)")
+    return p
+
+
+# ---- one layer ------------------------------------------------------------------------------
+def _breakdown(r: Result, hw, table: EnergyTable) -> dict | None:
+    if not r.feasible:
+        return None
+    parts = energy_breakdown(r.counts, hw.dim, hw.sp_kb, hw.acc_kb, table)
+    return {k: float(v) for k, v in parts.items()}
+
+
+def _record(r: Result, breakdown: dict | None) -> dict:
+    """The JSON object of one result: Result.to_dict() plus edp and energy_breakdown."""
+    return {**r.to_dict(), "edp": r.edp, "energy_breakdown": breakdown}
+
+
+def _evaluate_layer(hw, layer: Layer, mapping: Mapping | None, args, table: EnergyTable) -> Result:
+    try:
+        return evaluate(hw, mapping, layer, out=args.out, table=table)
+    except (MappingError, ValueError) as e:  # a mapping check() passes but the model rejects
+        return Result.infeasible(_line(e), "analytical")
+
+
+def _text(hw, layer: Layer, mapping: Mapping | None, r: Result, breakdown: dict | None) -> str:
+    if hw is None or mapping is None:  # no configuration or no mapping: nothing to summarise
+        lines = [f"layer    {layer}"] + ([f"hardware {hw.to_json()}"] if hw is not None else [])
+        return "\n".join(lines + [f"INFEASIBLE: {r.reason}"])
+    text = _summary(hw, layer, mapping, r)
+    if not r.feasible:
+        return text
+    e = r.energy_pj
+    parts = "  ".join(f"{k} {v:,.1f} ({100 * v / e:.1f}%)" if e else f"{k} {v:,.1f}"
+                      for k, v in breakdown.items())
+    return "\n".join([
+        text,
+        f"energy   {e:,.1f} pJ ({e / 1e6:.4g} uJ)",
+        f"         {parts} pJ",
+        f"area     {r.area_mm2:.4f} mm^2   EDP {r.edp:.4e} pJ x cycles   fidelity {r.fidelity}",
+    ])
+
+
+def _run_layer(args, layer: Layer, hw, config_reason: str | None, table: EnergyTable) -> int:
+    mapping = None
+    if config_reason is not None:
+        r = Result.infeasible(config_reason, "analytical")
+    else:
+        try:
+            mapping = _mapping(args, hw, layer)
+        except MappingError as e:  # unreadable file, not a mapping, or no mapping fits (auto)
+            reason = _line(e)
+            if args.mapping != "auto" and not reason.startswith("cannot read mapping file"):
+                reason = f"mapping file {args.mapping}: {reason}"
+            r = Result.infeasible(reason, "analytical")
+        except ValueError as e:     # json.JSONDecodeError
+            r = Result.infeasible(f"mapping file {args.mapping} is not valid JSON: {_line(e)}", "analytical")
+        else:
+            r = _evaluate_layer(hw, layer, mapping, args, table)
+    breakdown = _breakdown(r, hw, table)
+    print(json.dumps(_record(r, breakdown), sort_keys=True) if args.json
+          else _text(hw, layer, mapping, r, breakdown))
+    return 0 if r.feasible else 1
+
+
+# ---- a workload -----------------------------------------------------------------------------
+def _finite_or_none(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     .rstrip() for row in rows)
+
+
+def _run_workload(args, layers: list[Layer], hw, config_reason: str | None, table: EnergyTable) -> int:
+    entries, results = [], []
+    for layer in layers:
+        mapping = None
+        if config_reason is not None:
+            r = Result.infeasible(config_reason, "analytical")
+        else:
+            try:
+                mapping = default_mapping(hw, layer)
+            except MappingError as e:
+                r = Result.infeasible(_line(e), "analytical")
+            else:
+                r = _evaluate_layer(hw, layer, mapping, args, table)
+        results.append(r)
+        entries.append({"name": layer.name, "count": layer.count, "layer": layer.to_dict(),
+                        "mapping": mapping.to_dict() if mapping is not None else None,
+                        **_record(r, _breakdown(r, hw, table))})
+    total = network_edp(results, layers)
+    if args.json:
+        doc = {"layers": entries, "total": {k: _finite_or_none(v) for k, v in total.to_dict().items()}}
+        print(json.dumps(doc, sort_keys=True))
+        return 0 if total.feasible else 1
+
+    rows = [["layer", "count", "cycles", "util", "energy uJ", "EDP pJ*cyc"]]
+    for layer, r in zip(layers, results):
+        if r.feasible:
+            rows.append([layer.name, str(layer.count), f"{r.cycles:,}", f"{r.utilisation:.3f}",
+                         f"{r.energy_pj / 1e6:,.3f}", f"{r.edp:.3e}"])
+        else:
+            rows.append([layer.name, str(layer.count), "-", "-", "-", "infeasible"])
+    lines = [f"workload {args.workload}: {sum(lay.count for lay in layers)} layers, {len(layers)} distinct",
+             f"hardware {hw.to_json()}" if hw is not None else "hardware (invalid)",
+             "", _table(rows), ""]
+    if total.feasible:
+        lines += [
+            f"total    energy {total.energy_pj / 1e6:,.3f} uJ   cycles {total.cycles:,.0f}   (each layer x count)",
+            f"EDP      {total.edp:.4e} pJ x cycles (total energy x total cycles)",
+            f"         {total.edp_layerwise:.4e} pJ x cycles layerwise (sum of count x energy x cycles)",
+        ]
+    else:
+        bad = [(layer, r) for layer, r in zip(layers, results) if not r.feasible]
+        lines.append(f"INFEASIBLE: {len(bad)} of {len(layers)} layers; no network totals")
+        lines += [f"  {layer.name}: {r.reason}" for layer, r in bad]
+    print("\n".join(lines))
+    return 0 if total.feasible else 1
+
+
+# ---- entry point ----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cost.run ...``; returns the exit status (bad arguments: 2, never raises)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a bad argument (2, one line printed)
+        return e.code if isinstance(e.code, int) else 0
+    from search.workload_file import WorkloadError
+    from search.workloads import get_workload, unique_layers
+
+    try:
+        if not 0 <= args.shift <= 31:
+            raise ValueError(f"--shift must be from 0 to 31; got {args.shift}")
+        if args.workload is not None:
+            if args.mapping != "auto":
+                raise ValueError("--mapping FILE maps one layer; --workload uses default_mapping for each")
+            if args.name is not None:
+                raise ValueError("--name names one layer; --workload takes the workload's names")
+            layers = unique_layers(get_workload(args.workload))
+        else:
+            layer = layer_from_args(args)
+        table = EnergyTable.from_file(args.energy) if args.energy is not None else DEFAULT_TABLE
+    except (LayerError, EnergyError, WorkloadError, ValueError) as e:
+        print(f"error: {_line(e)}", file=sys.stderr)
+        return 2
+    hw, config_reason = None, None
+    try:
+        hw = config_from_args(args)
+    except ConfigError as e:  # reported as an infeasible result (exit 1), like a bad mapping
+        config_reason = f"bad hardware configuration: {_line(e)}"
+    if args.workload is not None:
+        return _run_workload(args, layers, hw, config_reason, table)
+    return _run_layer(args, layer, hw, config_reason, table)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
