@@ -103,6 +103,7 @@ class TimingParams:
     ack_overhead: float = 2.0     # write request: cycles beyond latency and beats until ack
     drain_extra: float = 2.0      # COMPUTE completion: 2*dim + drain_extra after its last row
     step_overhead: float = 0.0    # fixed cycles per step
+    fence_extra: float = 0.0      # cycles a FENCE costs beyond a drain and a DRAM latency
     prologue_extra: float = 6.0   # cycles from the first load to the first row in the array
     epilogue_extra: float = 6.0   # cycles from the last row to HALT, beyond drain and stores
     load_gap: float = 1.0         # fraction of dram_latency the needed load exposes
@@ -185,6 +186,25 @@ def pixel_runs(tn: int, tp: int, tq: int, stride: int, in_h: int, in_w: int, dim
     if multi:
         cfg = sum(1 for i in range(len(multi)) if multi[i] != multi[i - 1]) if len(set(multi)) > 1 else 0
     return len(lengths), cfg, tuple(lengths)
+
+
+@lru_cache(maxsize=4096)
+def fences_per_sweep(v: int, sweeps: int = 12) -> float:
+    """FENCEs per sweep over `v` output tiles that spill and reload partial sums in a
+    cycle (the compiler fences a reload whose tile's spill was emitted after the last
+    FENCE; a spill is emitted in the step after the visit, a reload in the step before),
+    in steady state."""
+    unfenced: set[int] = set()
+    fences = 0
+    for s in range(sweeps):
+        for j in range(v):
+            k = s * v + j
+            if k >= 1:
+                unfenced.add((k - 1) % v)
+            if k + 1 >= v and (k + 1) % v in unfenced:
+                fences += s >= 2
+                unfenced.clear()
+    return fences / (sweeps - 2)
 
 
 def _run_stats(tn, tp, tq, stride, in_h, in_w, dim, drain):
@@ -297,6 +317,15 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
     n_in, n_w, visits = loads_at(LI), loads_at(LW), loads_at(LO)
     distinct = G * F[:, _N] * F[:, _K] * F[:, _P] * F[:, _Q]
     spills = visits - distinct
+    # FENCEs: the output tiles inside the innermost DRAM reduction loop that encloses an
+    # output loop are revisited in a cycle of V tiles
+    is_red_pos = np.isin(loop_at, _RED_LOOPS) & nontriv & (np.arange(8)[None, :] < LO[:, None])
+    rstar = np.where(is_red_pos, np.arange(8), -1).max(axis=1)
+    inner_out = np.isin(loop_at, _O_LOOPS) & (np.arange(8)[None, :] > rstar[:, None])
+    V = np.where(inner_out, Fpos, 1).prod(axis=1)
+    uv, inv_v = np.unique(V, return_inverse=True)
+    phi = np.array([fences_per_sweep(int(v)) if v > 1 else 0.0 for v in uv])[inv_v.reshape(-1)]
+    fences = np.where(spills > 0, np.round(spills * phi / np.maximum(V, 1)), 0)
 
     in_bytes = pix_in * TC
     w_bytes = TR * TS * TC * TK
@@ -364,31 +393,44 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
     seg_o = np.where(TQ < L.q, TQ, np.where(TP < L.p, TP * TQ, M))
     mv_o = kbn * _segments(M, seg_o, d)
 
+    def first_item(rows, beats, reqs, seg):
+        k = np.minimum(seg, d) / np.maximum(rows, 1)
+        return rows * k, beats * k, reqs * k
+
+    w_r1, w_b1, w_q1 = first_item(w_r, w_b, w_q, seg_w)
+    in_r1, in_b1, in_q1 = first_item(in_r, in_b, in_q, seg_in)
+    p_r1, p_b1, p_q1 = first_item(p_r, p_b, p_q, seg_o)
+
     # ---- execute time per step -------------------------------------------------------
     drain = 2 * d + P.drain_extra
     U, X, run_cycles = _run_stats(TN, TP, TQ, st, in_h, in_w, d, drain.astype(np.int64))
     blk_time = np.maximum(run_cycles, d + P.preload_gap)
     E = nblk * blk_time
+    E_rows = nblk * run_cycles                       # streaming part (no loader floor)
     ex_insns = nblk * (2 * U + X)
 
     # ---- per-step DMA times by transition ------------------------------------------
+    def _shape(x, v):
+        return v if np.ndim(x) == 1 else v[:, None]
+
     def t_load(rows, beats, reqs):
-        safe_q = np.maximum(reqs, 1e-9)
-        safe_r = np.maximum(rows, 1e-9)
+        """Cycles the load unit needs for rows / beats / requests ((B,) or (B, k))."""
+        rt, lt, fl = _shape(rows, rate), _shape(rows, lat), _shape(rows, infl)
         t = np.maximum.reduce([
             reqs,
-            beats / rate,
-            rows * (lat + P.row_overhead + beats / safe_r / rate) / np.maximum(2, infl),
-            reqs * (lat + P.req_overhead + beats / safe_q / rate) / infl,
+            beats / rt,
+            rows * (lt + P.row_overhead + beats / np.maximum(rows, 1e-9) / rt) / np.maximum(2, fl),
+            reqs * (lt + P.req_overhead + beats / np.maximum(reqs, 1e-9) / rt) / fl,
         ])
         return np.where(rows > 0, t, 0.0)
 
     def t_store(rows, beats, reqs):
-        safe_q = np.maximum(reqs, 1e-9)
+        """Cycles the store unit needs ((B,) or (B, k))."""
+        rt, lt, fl = _shape(rows, rate), _shape(rows, lat), _shape(rows, infl)
         t = np.maximum.reduce([
             rows,
-            beats / rate,
-            reqs * (lat + P.ack_overhead + beats / safe_q / rate) / infl,
+            beats / rt,
+            reqs * (lt + P.ack_overhead + beats / np.maximum(reqs, 1e-9) / rt) / fl,
         ])
         return np.where(rows > 0, t, 0.0)
 
@@ -407,6 +449,8 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
 
     # loads of a transition, in program order: partial sums, input tile, weight tile
     p_items, i_items, w_items = revisit * c_(mv_o), ld_in * c_(mv_in), ld_w * c_(mv_w)
+    need_i = ld_in * (1 - ld_w)                # the needed item is the first input MVIN
+    need_p = revisit * (1 - ld_in) * (1 - ld_w)  # ... or the first partial-sum MVIN
     ld = {
         "t": t_load(revisit * c_(p_r) + ld_in * c_(in_r) + ld_w * c_(w_r),
                     revisit * c_(p_b) + ld_in * c_(in_b) + ld_w * c_(w_b),
@@ -417,8 +461,12 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
         # input rows, or the first partial sums): the load item it waits for, and the
         # load work up to it
         "need_k": np.where(ld_w > 0, p_items + i_items, np.where(ld_in > 0, p_items, 0.0)),
-        "t_need": t_load(revisit * c_(p_r) + ld_in * c_(in_r), revisit * c_(p_b) + ld_in * c_(in_b),
-                         revisit * c_(p_q) + ld_in * c_(in_q)),
+        "t_need": t_load(revisit * c_(p_r) + ld_in * c_(in_r) + ld_w * c_(w_r1) + need_p * c_(p_r1) + need_i * c_(in_r1),
+                         revisit * c_(p_b) + ld_in * c_(in_b) + ld_w * c_(w_b1) + need_p * c_(p_b1) + need_i * c_(in_b1),
+                         revisit * c_(p_q) + ld_in * c_(in_q) + ld_w * c_(w_q1) + need_p * c_(p_q1) + need_i * c_(in_q1)),
+        # a partial-sum reload goes into the accumulator buffer the previous tile's
+        # stores read: the loads start after those stores, after the COMPUTE drained
+        "psum": revisit,
     }
     st = {
         "t": t_store(complete * c_(o_r) + (ch_o - complete) * c_(p_r),
@@ -453,12 +501,16 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
         # the step's first store / load waits for the previous step's last COMPUTE to
         # drain; the execute work behind it in program order runs after that
         f_first = 1.0 / (2.0 * np.maximum(n_items, 1.0))
-        hazard = np.where(n_items > 0, D_ + E_ * (1.0 - f_first), 0.0)
+        hazard = np.where(n_items > 0, D_ + c_(E_rows) * (1.0 - f_first), 0.0)
         # the next step's first COMPUTE waits for the load item it needs, dispatched at
         # its due position in this step's execute stream, plus the DMA latency
-        f_need = (ldx["need_k"] + 0.5) / np.maximum(ldx["items"], 1.0)
-        need = np.where(ldx["items"] > 0,
-                        np.maximum(f_need * E_, ldx["t_need"]) + lat_ * P.load_gap + P.need_extra, 0.0)
+        f_load = 0.5 / np.maximum(ldx["items"], 1.0)
+        fetch = ldx["t_need"] + lat_ * P.load_gap + P.need_extra
+        need = np.where(ldx["items"] > 0, f_load * c_(E_rows) + fetch, 0.0)
+        # a partial-sum reload for step t+1 goes into the accumulator buffer of step t-1,
+        # after that tile's stores, after its last COMPUTE drained: a chain over two steps
+        chain2 = np.where((ldx["psum"] > 0) & (stx["items"] > 0), 0.5 * (D_ + c_(o_rows) + fetch), 0.0)
+        need = np.maximum(need, chain2)
         return np.maximum(np.maximum(core, hazard), need) + P.step_overhead
 
     # (z -> b) for every nontrivial b != z, (a -> z) for a != z, (z -> z), first, last.
@@ -475,10 +527,13 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
     t_pro = t_load(in_r + w_r, in_b + w_b, in_q + w_q) + lat + P.prologue_extra
     # epilogue: drain the last COMPUTE, store the last tile, wait for the acks
     t_epi = drain_f + t_store(o_r, o_b, o_q) + lat + P.epilogue_extra
-    cycles = t_pro + t_first + mid + t_last + t_epi
+    # a FENCE waits for every unit to go idle and every write to be acknowledged: the
+    # pipeline drains and refills around it
+    t_fence = fences * (lat + drain_f + P.fence_extra)
+    cycles = t_pro + t_first + mid + t_last + t_epi + t_fence
 
     instructions = (steps * ex_insns + n_in * mv_in + n_w * mv_w + spills * mv_o + visits * mv_o
-                    + 6 + spills.clip(0, 1))
+                    + 5 + (spills > 0) + fences)
 
     # busy estimates: the work of each unit, bounded by the run
     busy_exec = np.minimum(cycles, steps * E + drain_f)
