@@ -104,9 +104,8 @@ class TimingParams:
     drain_extra: float = 2.0      # COMPUTE completion: 2*dim + drain_extra after its last row
     step_overhead: float = 0.0    # fixed cycles per step
     fence_extra: float = 0.0      # cycles a FENCE costs beyond a drain and a DRAM latency
-    prologue_extra: float = 6.0   # cycles from the first load to the first row in the array
-    epilogue_extra: float = 6.0   # cycles from the last row to HALT, beyond drain and stores
-    load_gap: float = 1.0         # fraction of dram_latency the needed load exposes
+    prologue_extra: float = 11.0  # cycles of configuration, host start and load pipeline
+    epilogue_extra: float = 11.0  # cycles of store pipeline and HALT beyond drain and acks
     need_extra: float = 4.0       # cycles from the needed row's arrival to the COMPUTE
 
 
@@ -424,6 +423,26 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
         ])
         return np.where(rows > 0, t, 0.0)
 
+    def t_load_done(rows, beats, reqs):
+        """Cycles until the last of a batch of rows has arrived: its issue / bandwidth
+        time plus one latency, or the in-flight limit (which already holds latencies)."""
+        rt, lt, fl = _shape(rows, rate), _shape(rows, lat), _shape(rows, infl)
+        t = np.maximum.reduce([
+            np.maximum(reqs, beats / rt) + lt,
+            rows * (lt + P.row_overhead + beats / np.maximum(rows, 1e-9) / rt) / np.maximum(2, fl),
+            reqs * (lt + P.req_overhead + beats / np.maximum(reqs, 1e-9) / rt) / fl,
+        ])
+        return np.where(rows > 0, t, 0.0)
+
+    def t_store_done(rows, beats, reqs):
+        """Cycles until the last of a batch of stores is acknowledged."""
+        rt, lt, fl = _shape(rows, rate), _shape(rows, lat), _shape(rows, infl)
+        t = np.maximum.reduce([
+            np.maximum(rows, beats / rt) + lt,
+            reqs * (lt + P.ack_overhead + beats / np.maximum(reqs, 1e-9) / rt) / fl,
+        ])
+        return np.where(rows > 0, t, 0.0)
+
     def t_store(rows, beats, reqs):
         """Cycles the store unit needs ((B,) or (B, k))."""
         rt, lt, fl = _shape(rows, rate), _shape(rows, lat), _shape(rows, infl)
@@ -451,6 +470,7 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
     p_items, i_items, w_items = revisit * c_(mv_o), ld_in * c_(mv_in), ld_w * c_(mv_w)
     need_i = ld_in * (1 - ld_w)                # the needed item is the first input MVIN
     need_p = revisit * (1 - ld_in) * (1 - ld_w)  # ... or the first partial-sum MVIN
+    before = revisit * np.maximum(ld_w, ld_in)   # partial sums loaded before the needed item
     ld = {
         "t": t_load(revisit * c_(p_r) + ld_in * c_(in_r) + ld_w * c_(w_r),
                     revisit * c_(p_b) + ld_in * c_(in_b) + ld_w * c_(w_b),
@@ -461,9 +481,9 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
         # input rows, or the first partial sums): the load item it waits for, and the
         # load work up to it
         "need_k": np.where(ld_w > 0, p_items + i_items, np.where(ld_in > 0, p_items, 0.0)),
-        "t_need": t_load(revisit * c_(p_r) + ld_in * c_(in_r) + ld_w * c_(w_r1) + need_p * c_(p_r1) + need_i * c_(in_r1),
-                         revisit * c_(p_b) + ld_in * c_(in_b) + ld_w * c_(w_b1) + need_p * c_(p_b1) + need_i * c_(in_b1),
-                         revisit * c_(p_q) + ld_in * c_(in_q) + ld_w * c_(w_q1) + need_p * c_(p_q1) + need_i * c_(in_q1)),
+        "t_need": t_load(*(before * c_(x) + ld_w * ld_in * c_(y) + ld_w * c_(w1) + need_i * c_(i1) + need_p * c_(p1)
+                           for x, y, w1, i1, p1 in ((p_r, in_r, w_r1, in_r1, p_r1), (p_b, in_b, w_b1, in_b1, p_b1),
+                                                    (p_q, in_q, w_q1, in_q1, p_q1)))),
         # a partial-sum reload goes into the accumulator buffer the previous tile's
         # stores read: the loads start after those stores, after the COMPUTE drained
         "psum": revisit,
@@ -505,7 +525,7 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
         # the next step's first COMPUTE waits for the load item it needs, dispatched at
         # its due position in this step's execute stream, plus the DMA latency
         f_load = 0.5 / np.maximum(ldx["items"], 1.0)
-        fetch = ldx["t_need"] + lat_ * P.load_gap + P.need_extra
+        fetch = ldx["t_need"] + lat_ + P.need_extra
         need = np.where(ldx["items"] > 0, f_load * c_(E_rows) + fetch, 0.0)
         # a partial-sum reload for step t+1 goes into the accumulator buffer of step t-1,
         # after that tile's stores, after its last COMPUTE drained: a chain over two steps
@@ -524,9 +544,9 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
     t_first = step_time(ld_z, nothing(st))[:, 0]
     t_last = np.where(has, step_time(nothing(ld), st_z)[:, 0], 0.0)
     # prologue: the first step's loads (input, weights), not overlapped
-    t_pro = t_load(in_r + w_r, in_b + w_b, in_q + w_q) + lat + P.prologue_extra
+    t_pro = t_load_done(in_r + w_r, in_b + w_b, in_q + w_q) + P.prologue_extra
     # epilogue: drain the last COMPUTE, store the last tile, wait for the acks
-    t_epi = drain_f + t_store(o_r, o_b, o_q) + lat + P.epilogue_extra
+    t_epi = drain_f + t_store_done(o_r, o_b, o_q) + P.epilogue_extra
     # a FENCE waits for every unit to go idle and every write to be acknowledged: the
     # pipeline drains and refills around it
     t_fence = fences * (lat + drain_f + P.fence_extra)
@@ -545,6 +565,8 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
     energy = energy_pj(counts, d, H["sp_kb"], H["acc_kb"], table)
     area = area_mm2(d, H["sp_kb"], H["acc_kb"], table)
     res = {"feasible": ok, "reason": reason,
+           "t_prologue": t_pro, "t_steps": t_first + mid + t_last, "t_epilogue": t_epi, "t_fences": t_fence,
+           "fences": fences, "steps": steps,
            "cycles": np.where(ok, cycles, np.nan),
            "busy_load": np.where(ok, busy_load, 0.0), "busy_exec": np.where(ok, busy_exec, 0.0),
            "busy_store": np.where(ok, busy_store, 0.0),

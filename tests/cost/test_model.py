@@ -47,15 +47,16 @@ def test_single_block_by_hand():
         "weight_loads": 4,
     }
     # Latency, mechanism by mechanism:
-    # prologue: 8 rows of 4 B (1 beat, 1 request each). Rows in flight bound:
-    #   8 rows x (40 latency + 3 + 2 cycles per beat) / 16 = 22.5 cycles, then the last
-    #   row's latency 40 and 6 cycles to the first row in the array.
-    prologue = 8 * (40 + 3 + 2) / 16 + 40 + 6
+    # prologue: 8 rows of 4 B, one 16 B beat and one request each: issued in 8 cycles,
+    #   8 beats at 8 B/cycle take 16 cycles, the last arrives one latency (40) later;
+    #   the 16 rows in flight allow far more. Plus 11 cycles of configuration and of
+    #   the load pipeline before the first row enters the array.
+    prologue = max(8, 8 * 16 / 8) + 40 + 11
     # the step: one run of 4 rows, but a weight block costs at least dim + 2 cycles.
     step = max(4, 4 + 2)
-    # epilogue: drain 2*4 + 2, store 4 rows of 16 B (4 requests held 40 + 2 + 2 cycles,
-    # 16 in flight -> 11 cycles; bandwidth 4 beats -> 8), acknowledgements 40, 6 to HALT.
-    epilogue = (2 * 4 + 2) + max(4, 8, 4 * (40 + 2 + 2) / 16) + 40 + 6
+    # epilogue: drain 2*4 + 2, store 4 rows of 16 B (4 beats, 8 cycles), the last
+    # acknowledgement 40 cycles later, 11 cycles of store pipeline and HALT.
+    epilogue = (2 * 4 + 2) + max(4, 4 * 16 / 8) + 40 + 11
     assert r.cycles == math.ceil(prologue + step + epilogue)
     assert r.fidelity == "analytical" and r.feasible and not r.verified
 
@@ -161,23 +162,26 @@ def test_more_bandwidth_is_never_slower(change):
 
 
 @pytest.mark.parametrize("small,big", [(4, 8), (8, 16), (16, 32)])
-def test_bigger_array_is_never_slower_when_the_tiles_fill_it(small, big):
-    """Same mapping, bigger array: never slower when the tile has at least `big` input
-    and output channels (so the bigger array has fewer weight blocks to run) and every
+def test_bigger_array_is_never_slower_for_compute_bound_tiles(small, big):
+    """Same mapping, bigger array: never slower when the run is compute-bound on the
+    smaller array (execute busy >= 90 % of the cycles), the tile has at least `big`
+    input and output channels (so the bigger array runs fewer weight blocks) and every
     block streams at least 2 x big rows. Without those conditions a bigger array CAN be
-    slower, in the RTL too (test_rtl_agreement.py::test_bigger_array_can_be_slower)."""
+    slower, in the RTL too: its weight blocks cost dim + 2 cycles each and its pipeline
+    drains in 2 dim (test_rtl_agreement.py::test_bigger_array_can_be_slower)."""
     checked = 0
     for i, layer in enumerate(LAYERS):
         hw = HardwareConfig(dim=small, sp_kb=256, acc_kb=256)
-        f, o = _random_batch(hw, layer, 3000, 10 + i)
+        f, o = _random_batch(hw, layer, 4000, 10 + i)
         T = f[:, 1] * f[:, 2]
         pixels = T[:, 0] * T[:, 3] * T[:, 4]
         a = evaluate_arrays(layer, hw, f, o)
         b = evaluate_arrays(layer, dataclasses.replace(hw, dim=big), f, o)
-        sel = a["feasible"] & b["feasible"] & (T[:, 1] >= big) & (T[:, 2] >= big) & (pixels >= 2 * big)
+        sel = (a["feasible"] & b["feasible"] & (T[:, 1] >= big) & (T[:, 2] >= big)
+               & (pixels >= 2 * big) & (a["busy_exec"] >= 0.9 * a["cycles"]))
         checked += sel.sum()
         assert np.all(b["cycles"][sel] <= a["cycles"][sel] * (1 + 1e-12)), layer.name
-    assert checked > 500
+    assert checked > 50
 
 
 # ---------------------------------------------------------------------------------------
