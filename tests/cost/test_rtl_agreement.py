@@ -2,7 +2,7 @@
 
 Every counter the mapping determines must equal the RTL's exactly; cycles must agree
 within the error measured by scripts/validate_cost.py on 300 random triples (median
-|error| about 3 %, p95 about 15 %: BENCHMARKS.md). Uses the DIM 4 / 8 / 16
+|error| about 3.5 %, p95 about 18 %: BENCHMARKS.md). Uses the DIM 4 / 8 / 16
 configurations the RTL tests build anyway (tests/hw/rtl_common.py).
 """
 
@@ -24,8 +24,8 @@ from sim.evaluate import evaluate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hw"))
 from rtl_common import CFG4, CFG8, CFG16  # noqa: E402
 
-P95_ERROR = 0.20      # per case (validate_cost.py: p95 |error| ~15 %)
-MEDIAN_ERROR = 0.08   # over the corpus (validate_cost.py: median ~3 %)
+CASE_ERROR = 0.30     # per case (validate_cost.py: p95 |error| ~18 %, worst ~40 %)
+MEDIAN_ERROR = 0.08   # over the corpus (validate_cost.py: median ~3.5 %)
 
 
 def _corpus():
@@ -72,7 +72,7 @@ def test_cycles_agree_within_the_measured_error(pairs):
     for (hw, m, layer), (rtl, ana) in zip(CORPUS, pairs):
         err = ana.cycles / rtl.cycles - 1
         errors.append(abs(err))
-        assert abs(err) <= P95_ERROR, (layer.name, hw.dim, rtl.cycles, ana.cycles)
+        assert abs(err) <= CASE_ERROR, (layer.name, hw.dim, rtl.cycles, ana.cycles)
     assert np.median(errors) <= MEDIAN_ERROR
     # and the ranking: Spearman's rho over the corpus
     from scipy.stats import spearmanr
