@@ -1,0 +1,705 @@
+"""Collect a dataset: Sobol samples of the co-design space, evaluated and stored.
+
+    python -m search.collect --fidelity {analytical,rtl} --workloads resnet50,bert,unet,retinanet \\
+        --n 65536 --seed S --out DIR [--workers W] [--ray ADDRESS] [--batch B] [--parquet] [--quiet] \\
+        [--cache-dir DIR] [--timeout SECONDS] [--retry-errors]
+    python -m search.collect --summary DIR
+
+Samples. The space's layers are the unique layer shapes (`search.workloads.unique_layers`)
+of the listed workloads, concatenated in the order given, shapes shared by two workloads
+kept once (the record names every workload that holds it; the ``layers`` table keeps each
+workload's name and repeat count). Sample i is point i of the scrambled Sobol sequence
+``CoDesignSpace(layers).sobol(n, seed)``; `CoDesignSpace.point` turns it into (layer,
+HardwareConfig, Mapping). Mappings that do not fit are kept, infeasible, with
+`Mapping.check`'s reason. What a record holds: `search.dataset`.
+
+Fidelities. ``analytical``: `cost.model.evaluate_arrays`, one vectorised call per layer
+and batch, straight from the unit points (no per-sample Mapping except to word the
+reason of an infeasible one). ``rtl``: `sim.evaluate.evaluate` (Verilator, lean harness,
+output verified), inputs seeded with ``seed * 2**32 + i``, energy and area from
+`cost.price` (RTL cycles, energy of the RTL's own counters). An RTL evaluation that
+raises is stored infeasible with reason ``error: ...`` (``--retry-errors`` evaluates those
+again), except a `VerificationError` (the RTL disagrees with the reference: a bug),
+which stops the collection with exit status 1.
+
+Store and resumption. `search.dataset` (SQLite, WAL). Every batch of results is one
+transaction, written by this process only; a run killed at any moment loses at most the
+batches in flight, and the same command continues with the missing indices. A sample's
+result does not depend on the batching or on the number of workers. Rerunning into a
+DIR with other parameters is an error, except a larger ``--n``, which extends it.
+
+Scheduling. Analytical: batches of ``--batch`` consecutive indices (default 4096). RTL:
+one task per hardware configuration (all its pending samples), so a configuration's
+Verilator model (built once, cached under ``--cache-dir``) is never built by two workers
+at once; configurations with fitting samples are scheduled largest array first. Tasks
+run in a local process pool (``--workers``, default the CPU count; 1 runs them in this
+process) or, with ``--ray ADDRESS``, as Ray tasks (``local`` starts a local Ray
+instance; ``auto`` or ``ray://host:port`` join a cluster whose Python can import this
+package). Ray is optional and imported only then.
+
+Output: a progress bar (stderr; ``--quiet`` hides it), then a summary (stdout): counts,
+feasible share, the most frequent kinds of infeasibility, min / median / max cycles and
+EDP of the feasible samples, wall time and rate. ``--parquet`` also writes
+DIR/dataset.parquet (`search.dataset.export_parquet`). Bad arguments print one
+``error:`` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from hw.config import HardwareConfig
+from hw.layer import LOOPS, Layer
+from hw.mapping import LEVELS
+from hw.result import BUSY_KEYS, COUNT_KEYS, Result
+from search.dataset import (
+    COLUMN_NAMES,
+    DB_NAME,
+    ENCODING_NAMES,
+    PARQUET_NAME,
+    DatasetError,
+    Store,
+    export_parquet,
+    format_summary,
+    summary,
+)
+from search.space import DIMS, MEM_KB, CoDesignSpace, HardwareSpace, MappingSpace
+from search.workloads import WorkloadError, get_workload, unique_layers
+
+__all__ = ["CollectError", "CollectFailure", "Spec", "VerificationStop", "collect", "decode_units",
+           "evaluate_chunk", "export_parquet", "input_seed", "main", "mapping_json", "space_layers"]
+
+FIDELITIES = ("analytical", "rtl")
+DEFAULT_BATCH = 4096
+_ROOT = Path(__file__).resolve().parents[1]
+_DIMS = np.array(DIMS, dtype=np.int64)
+_MEM = np.array(MEM_KB, dtype=np.int64)
+_FEASIBLE = COLUMN_NAMES.index("feasible")
+# Meta entries that must match for a run to continue a collection (n may grow).
+_MATCH_KEYS = ("fidelity", "workloads", "seed", "layers", "hw_base", "rtl")
+
+
+class CollectError(ValueError):
+    """Bad arguments or a collection that does not match them (one line, exit status 2)."""
+
+
+class CollectFailure(RuntimeError):
+    """The collection stopped before its end (exit status 1); what was stored is kept."""
+
+
+class VerificationStop(CollectFailure):
+    """An RTL output differed from the reference: the collection stops (exit status 1)."""
+
+
+# ---- the space --------------------------------------------------------------------------
+def space_layers(workloads: Sequence[str]) -> tuple[list[Layer], list[dict], list[tuple]]:
+    """The co-design space's layers for ``workloads`` (unique shapes, concatenated in order,
+    deduplicated across workloads), their meta entries ``{"index", "layer", "workloads":
+    {w: {"name", "count"}}}`` and the rows of the store's ``layers`` table."""
+    index: dict[tuple, int] = {}
+    layers: list[Layer] = []
+    entries: list[dict] = []
+    rows: list[tuple] = []
+    for w in workloads:
+        for layer in unique_layers(get_workload(w)):
+            i = index.get(layer.shape())
+            if i is None:
+                i = index[layer.shape()] = len(layers)
+                layers.append(layer)
+                entries.append({"index": i, "layer": layer.to_dict(), "workloads": {}})
+            entries[i]["workloads"][w] = {"name": layer.name, "count": layer.count}
+            rows.append((w, i, layer.name, layer.count, layer.to_json()))
+    return layers, entries, rows
+
+
+def input_seed(seed: int, idx: int) -> int:
+    """Seed of the RTL inputs of sample ``idx`` of a collection seeded ``seed``."""
+    return int(seed) * 2**32 + int(idx)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a worker needs to evaluate samples (picklable, sent once per worker)."""
+
+    fidelity: str
+    layers: tuple
+    workloads_of: tuple          # per layer: "w1,w2" (the workloads that hold the shape)
+    seed: int
+    hw_base: HardwareConfig = dataclasses.field(default_factory=HardwareConfig)
+    cache_dir: str | None = None
+    timeout_s: float = 600.0
+
+    @property
+    def space(self) -> CoDesignSpace:
+        return CoDesignSpace(self.layers, HardwareSpace(self.hw_base))
+
+
+def _pick(u: np.ndarray, k: int) -> np.ndarray:
+    """`search.space`'s unit-cube rule: floor(u * k), clipped to k - 1."""
+    return np.minimum(np.floor(u * k).astype(np.int64), k - 1)
+
+
+@lru_cache(maxsize=4096)
+def _mapping_space(layer: Layer, hw: HardwareConfig) -> MappingSpace:
+    return MappingSpace(hw, layer)
+
+
+@lru_cache(maxsize=8192)
+def _hw(base: HardwareConfig, dim: int, sp_kb: int, acc_kb: int) -> HardwareConfig:
+    return dataclasses.replace(base, dim=dim, sp_kb=sp_kb, acc_kb=acc_kb)
+
+
+@lru_cache(maxsize=8192)
+def _hw_json(base: HardwareConfig, dim: int, sp_kb: int, acc_kb: int) -> str:
+    return _hw(base, dim, sp_kb, acc_kb).to_json()
+
+
+def decode_units(spec: Spec, u: np.ndarray) -> dict:
+    """`CoDesignSpace.point` for a batch (B, 12), as arrays: ``layer`` (B,), ``dim``,
+    ``sp_kb``, ``acc_kb`` (B,), ``factors`` (B, 3, 7), ``order`` (B, 7) in the layout of
+    `search.space`, and ``encoding`` (B, 31): `HardwareSpace.encode` then
+    `MappingSpace.encode_arrays`."""
+    u = np.asarray(u, dtype=np.float64).reshape(-1, CoDesignSpace.unit_dims)
+    b = len(u)
+    li = _pick(u[:, 0], len(spec.layers))
+    di, ai, si = _pick(u[:, 1], len(DIMS)), _pick(u[:, 2], len(MEM_KB)), _pick(u[:, 3], len(MEM_KB))
+    dim, acc, sp = _DIMS[di], _MEM[ai], _MEM[si]
+    factors = np.empty((b, len(LEVELS), len(LOOPS)), dtype=np.int64)
+    order = np.empty((b, len(LOOPS)), dtype=np.int64)
+    enc = np.empty((b, len(ENCODING_NAMES)), dtype=np.float64)
+    enc[:, 0] = di / (len(DIMS) - 1)
+    enc[:, 1] = (acc - 8) / 248
+    enc[:, 2] = (sp - 8) / 248
+    for l, d in {(int(a), int(c)) for a, c in zip(li, dim)}:
+        sel = np.flatnonzero((li == l) & (dim == d))
+        ms = _mapping_space(spec.layers[l], _hw(spec.hw_base, d, spec.hw_base.sp_kb, spec.hw_base.acc_kb))
+        f, o = ms.from_unit_arrays(u[sel, 4:])
+        factors[sel], order[sel] = f, o
+        enc[sel, 3:] = ms.encode_arrays(f, o)
+    return {"layer": li, "dim": dim, "sp_kb": sp, "acc_kb": acc, "factors": factors, "order": order,
+            "encoding": enc}
+
+
+# ---- records ----------------------------------------------------------------------------
+def _mapping_format() -> str:
+    """`Mapping.to_json`'s text with %d for the 21 factors and %s for the order."""
+    levels = ", ".join(f'"{lv}": {{' + ", ".join(f'"{lp}": %d' for lp in LOOPS) + "}" for lv in LEVELS)
+    return '{"factors": {' + levels + '}, "order": [%s]}'
+
+
+_MAPPING_FMT = _mapping_format()
+_QUOTED = tuple(f'"{lp}"' for lp in LOOPS)
+
+
+def mapping_json(factors_row: Sequence[int], order_row: Sequence[int]) -> str:
+    """`Mapping.to_json` of the mapping with factors (21 ints, level-major) and order
+    (7 loop indices), without building the Mapping."""
+    return _MAPPING_FMT % (*factors_row, ", ".join(_QUOTED[i] for i in order_row))
+
+
+def _row(idx: int, u_json: str, li: int, layer_name: str, workloads: str, layer_json: str, hw_json: str,
+         map_json: str, dim: int, sp: int, acc: int, enc_json: str, r: Result) -> tuple:
+    """One samples row (`search.dataset.SAMPLE_COLUMNS` order)."""
+    return (idx, u_json, li, workloads, layer_name, layer_json, hw_json, map_json, dim, sp, acc, enc_json,
+            r.to_json(), int(r.feasible), r.reason, r.cycles, r.energy_pj, r.area_mm2, r.edp, r.utilisation,
+            *(r.counts[k] for k in COUNT_KEYS), *(r.busy[k] for k in BUSY_KEYS))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def evaluate_chunk(spec: Spec, idx: np.ndarray, u: np.ndarray) -> tuple[list[tuple], str | None]:
+    """Evaluate samples ``idx`` with unit points ``u`` (B, 12): (rows, fatal), where
+    ``fatal`` is the message of an RTL verification failure (rows then hold the samples
+    evaluated before it) or None."""
+    idx = np.asarray(idx, dtype=np.int64)
+    dec = decode_units(spec, u)
+    b = len(idx)
+    u_json = [json.dumps(r) for r in np.asarray(u, dtype=np.float64).tolist()]
+    enc_json = [json.dumps(r) for r in dec["encoding"].tolist()]
+    f21 = dec["factors"].reshape(b, -1).tolist()
+    o7 = dec["order"].tolist()
+    li, dim, sp, acc = (dec[k].tolist() for k in ("layer", "dim", "sp_kb", "acc_kb"))
+    layer_json = [layer.to_json() for layer in spec.layers]
+
+    def row(j: int, r: Result) -> tuple:
+        lj = li[j]
+        return _row(int(idx[j]), u_json[j], lj, spec.layers[lj].name, spec.workloads_of[lj], layer_json[lj],
+                    _hw_json(spec.hw_base, dim[j], sp[j], acc[j]), mapping_json(f21[j], o7[j]),
+                    dim[j], sp[j], acc[j], enc_json[j], r)
+
+    if spec.fidelity == "analytical":
+        return _analytical(spec, dec, row), None
+    return _rtl(spec, idx, dec, row)
+
+
+def _analytical(spec: Spec, dec: dict, row: Callable[[int, Result], tuple]) -> list[tuple]:
+    from cost.evaluate import result_from_arrays
+    from cost.model import evaluate_arrays
+
+    rows: list = [None] * len(dec["layer"])
+    base = spec.hw_base.to_dict()
+    for l in np.unique(dec["layer"]).tolist():
+        sel = np.flatnonzero(dec["layer"] == l)
+        layer = spec.layers[l]
+        hw = {**base, "dim": dec["dim"][sel], "sp_kb": dec["sp_kb"][sel], "acc_kb": dec["acc_kb"][sel]}
+        arrays = evaluate_arrays(layer, hw, dec["factors"][sel], dec["order"][sel])
+        feasible = arrays["feasible"].tolist()
+        for j, i in enumerate(sel.tolist()):
+            reason = None
+            if not feasible[j]:  # word it as the RTL path does: Mapping.check's reason
+                hwc = _hw(spec.hw_base, int(dec["dim"][i]), int(dec["sp_kb"][i]), int(dec["acc_kb"][i]))
+                m = MappingSpace.mapping_from_arrays(dec["factors"][i], dec["order"][i])
+                reason = m.check(hwc, layer).reason
+            rows[i] = row(i, result_from_arrays(arrays, j, reason_text=reason))
+    return rows
+
+
+def _rtl(spec: Spec, idx: np.ndarray, dec: dict, row) -> tuple[list[tuple], str | None]:
+    from cost.evaluate import price
+    from sim.evaluate import VerificationError, evaluate
+
+    rows = []
+    for j, i in enumerate(idx.tolist()):
+        layer = spec.layers[int(dec["layer"][j])]
+        hwc = _hw(spec.hw_base, int(dec["dim"][j]), int(dec["sp_kb"][j]), int(dec["acc_kb"][j]))
+        m = MappingSpace.mapping_from_arrays(dec["factors"][j], dec["order"][j])
+        try:
+            with tempfile.TemporaryDirectory(prefix="accel-collect-") as wd:
+                r = evaluate(hwc, m, layer, seed=input_seed(spec.seed, i), cache_dir=spec.cache_dir,
+                             timeout_s=spec.timeout_s, workdir=wd)
+        except VerificationError as e:
+            return rows, f"sample {i}: {_first_line(e)}"
+        except Exception as e:  # noqa: BLE001  (a build or simulator failure: stored, retried on request)
+            r = Result.infeasible(f"error: {type(e).__name__}: {_first_line(e)}", "rtl")
+        rows.append(row(j, price(r, hwc)))
+    return rows, None
+
+
+# ---- tasks ------------------------------------------------------------------------------
+POINT_BLOCK = 4096
+
+
+def _ensure_points(store: Store, n: int, seed: int) -> None:
+    """Store the Sobol points 0 .. n - 1 in blocks of POINT_BLOCK (the missing blocks only)."""
+    have = store.point_blocks()
+    for start in range(0, n, POINT_BLOCK):
+        stop = min(start + POINT_BLOCK, n)
+        if have.get(start, 0) < stop - start:
+            store.put_points(start, CoDesignSpace.sobol(stop - start, seed=seed, skip=start))
+
+
+def _analytical_tasks(store: Store, pending: np.ndarray, n: int, batch: int) -> Iterator[tuple]:
+    """(indices, unit points) per batch of consecutive indices that has pending ones."""
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        lo, hi = np.searchsorted(pending, [start, stop])
+        if lo == hi:
+            continue
+        sel = pending[lo:hi]
+        yield sel, store.get_points(start, stop)[sel - start]
+
+
+def _rtl_tasks(spec: Spec, store: Store, pending: np.ndarray, n: int) -> list[tuple]:
+    """One task per hardware configuration: configurations whose samples are all
+    infeasible (no build, no simulation) first, then the rest largest array first."""
+    u = store.get_points(0, n)[pending]
+    dec = decode_units(spec, u)
+    groups: dict[tuple, list[int]] = {}
+    for j, key in enumerate(zip(dec["dim"].tolist(), dec["sp_kb"].tolist(), dec["acc_kb"].tolist())):
+        groups.setdefault(key, []).append(j)
+    base = spec.hw_base
+    tasks = []
+    for key, js in groups.items():
+        hwc = _hw(base, *key)
+        fits = 0
+        for j in js:
+            ms = _mapping_space(spec.layers[int(dec["layer"][j])], hwc)
+            fits += int(ms.fits_arrays(dec["factors"][j:j + 1])[0])
+        tasks.append(((fits > 0, -key[0] if fits else 0, -fits, min(js)), np.array(js)))
+    tasks.sort(key=lambda t: t[0])
+    return [(pending[js], u[js]) for _, js in tasks]
+
+
+# ---- executors ----------------------------------------------------------------------------
+_SPEC: Spec | None = None
+
+
+def _watch_parent(ppid: int) -> None:
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != ppid:   # the collector died (kill -9): do not linger
+            os._exit(1)
+
+
+def _init_worker(spec: Spec, ppid: int) -> None:
+    global _SPEC
+    _SPEC = spec
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the collector's to handle
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+
+
+def _pool_task(idx, u):
+    return evaluate_chunk(_SPEC, idx, u)
+
+
+def _run_local(spec: Spec, tasks, workers: int, sink: Callable) -> None:
+    if workers == 1:
+        for idx, u in tasks:
+            sink(*evaluate_chunk(spec, idx, u))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_init_worker, initargs=(spec, os.getpid()))
+    try:
+        it = iter(tasks)
+        inflight = set()
+        while True:
+            while len(inflight) < 2 * workers:
+                nxt = next(it, None)
+                if nxt is None:
+                    break
+                inflight.add(pool.submit(_pool_task, *nxt))
+            if not inflight:
+                break
+            done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    raise CollectFailure("a worker process died (killed, or out of memory?); the samples "
+                                         "stored so far are kept: rerun the same command to continue") from None
+                sink(*result)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _ray_task(spec: Spec, idx, u):
+    return evaluate_chunk(spec, idx, u)
+
+
+def _run_ray(spec: Spec, tasks, address: str, workers: int, sink: Callable) -> None:
+    import ray
+
+    if address == "local":
+        path = os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+    else:
+        ray.init(address=address, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(_ray_task)
+        spec_ref = ray.put(spec)
+        slots = 2 * max(1, int(ray.cluster_resources().get("CPU", workers)))
+        it = iter(tasks)
+        inflight: list = []
+        while True:
+            while len(inflight) < slots:
+                nxt = next(it, None)
+                if nxt is None:
+                    break
+                inflight.append(remote.remote(spec_ref, *nxt))
+            if not inflight:
+                break
+            done, inflight = ray.wait(inflight, num_returns=1)
+            for ref in done:
+                sink(*ray.get(ref))
+    finally:
+        ray.shutdown()
+
+
+# ---- the collection -------------------------------------------------------------------------
+def _versions(fidelity: str) -> dict:
+    import importlib.metadata as md
+    import platform
+
+    def version(dist):
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    files = sorted([*(_ROOT / "hw").glob("*.py"), *(_ROOT / "cost").glob("*.py"),
+                    _ROOT / "search" / "space.py", _ROOT / "search" / "workloads.py",
+                    *((_ROOT / "sim").glob("*.py") if fidelity == "rtl" else ())])
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(_ROOT).as_posix().encode() + b"\0" + f.read_bytes())
+    return {"accelsim": version("accelsim"), "python": platform.python_version(),
+            "numpy": np.__version__, "scipy": version("scipy"), "sqlite": sqlite3.sqlite_version,
+            "code": h.hexdigest()[:16]}
+
+
+def _meta(spec: Spec, workloads: list[str], n: int, entries: list[dict]) -> dict:
+    meta = {"fidelity": spec.fidelity, "workloads": list(workloads), "n": n, "seed": spec.seed,
+            "layers": entries, "hw_base": spec.hw_base.to_dict(), "encoding_names": list(ENCODING_NAMES),
+            "rtl": None, "versions": _versions(spec.fidelity),
+            "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    if spec.fidelity == "rtl":
+        meta["rtl"] = {"harness": "lean", "out": "int32", "verify": True,
+                       "input_seed": "seed * 2**32 + idx", "energy": "cost.price"}
+    return meta
+
+
+def _text(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+_WHAT = {"layers": "layer shapes (the workload definitions changed?)",
+         "hw_base": "fixed hardware fields", "rtl": "RTL settings"}
+
+
+def _open(out: Path, meta: dict, layer_rows: list[tuple], warn: Callable[[str], None]) -> Store:
+    """Create the store, or open it and check that it is this collection (n may grow)."""
+    db = out / DB_NAME
+    try:
+        store, created = Store.open_or_create(db, meta, layer_rows)
+    except DatasetError as e:
+        raise CollectError(str(e)) from None
+    except (OSError, sqlite3.Error) as e:
+        raise CollectError(f"cannot write the dataset {db}: {_first_line(e)}") from None
+    if created:
+        return store
+    old = store.meta
+    for key in _MATCH_KEYS:
+        if old.get(key) != meta.get(key):
+            store.close()
+            if key in _WHAT:
+                raise CollectError(f"{out} holds a collection whose {_WHAT[key]} differ from this run's; "
+                                   f"use another --out")
+            raise CollectError(f"{out} holds a collection with {key}={_text(old.get(key))}; this run asks "
+                               f"{key}={_text(meta.get(key))} (rerun with the same parameters to resume, "
+                               f"or use another --out)")
+    if meta["n"] < old["n"]:
+        store.close()
+        raise CollectError(f"{out} holds a collection of n={old['n']}; --n {meta['n']} is smaller "
+                           f"(--n may only grow; --summary {out} shows it)")
+    if meta["n"] > old["n"]:
+        store.set_meta(n=meta["n"])
+    code = old.get("versions", {}).get("code")
+    if code != meta["versions"]["code"]:
+        warn(f"warning: the code changed since {out} was started ({code} -> {meta['versions']['code']}); "
+             f"its samples come from both versions")
+    return store
+
+
+def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int = 0,
+            workers: int | None = None, ray: str | None = None, batch: int | None = None,
+            parquet: bool = False, quiet: bool = True, cache_dir=None, timeout_s: float = 600.0,
+            retry_errors: bool = False, stream=None, err=None) -> dict:
+    """Run (or continue) a collection into directory ``out``; see the module docstring.
+
+    Returns ``{"evaluated", "wall_s", "summary"}``. Raises `CollectError` for bad
+    arguments or a mismatching collection, `CollectFailure` when it stops early (a worker
+    died; `VerificationStop`: an RTL output is wrong); the samples stored are kept."""
+    stream = stream or sys.stdout
+    err = err or sys.stderr
+    t0 = time.perf_counter()
+    workloads = _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s)
+    workers = workers or max(1, os.cpu_count() or 1)
+    batch = batch or DEFAULT_BATCH
+    try:
+        layers, entries, layer_rows = space_layers(workloads)
+    except WorkloadError as e:
+        raise CollectError(_first_line(e)) from None
+    spec = Spec(fidelity=fidelity, layers=tuple(layers),
+                workloads_of=tuple(",".join(e["workloads"]) for e in entries), seed=int(seed),
+                cache_dir=None if cache_dir is None else str(cache_dir), timeout_s=float(timeout_s))
+    if ray is not None:
+        try:
+            import ray as _ray  # noqa: F401  (optional: only with --ray)
+        except ImportError:
+            raise CollectError("--ray needs the ray package (pip install 'accelsim[ray]')") from None
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CollectError(f"cannot create the output directory {out}: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise CollectError(f"the output directory {out} is not writable")
+    from filelock import FileLock, Timeout
+    lock = FileLock(str(out / "dataset.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise CollectError(f"another collection is writing into {out}") from None
+    except OSError as e:
+        raise CollectError(f"cannot write into {out}: {e.strerror or e}") from None
+    try:
+        store = _open(out, _meta(spec, workloads, n, entries), layer_rows, lambda s: print(s, file=err))
+        with store:
+            if retry_errors:
+                store.delete_errors()
+            _ensure_points(store, n, spec.seed)
+            done = store.done_indices()
+            pending = np.setdiff1d(np.arange(n, dtype=np.int64), done, assume_unique=True)
+            evaluated = _run(spec, store, pending, n, workers, ray, batch, quiet, err, len(done))
+            store.checkpoint()
+            wall = time.perf_counter() - t0
+            stats = summary(store)
+            print(format_summary(stats, wall_s=wall, evaluated=evaluated), file=stream)
+            if parquet:
+                path = out / PARQUET_NAME
+                rows = export_parquet(store, path)
+                print(f"parquet   {path} ({rows:,} rows)", file=stream)
+    finally:
+        lock.release()
+    return {"evaluated": evaluated, "wall_s": wall, "summary": stats}
+
+
+def _run(spec, store, pending, n, workers, ray, batch, quiet, err, already) -> int:
+    from tqdm import tqdm
+
+    if spec.fidelity == "analytical":
+        tasks = _analytical_tasks(store, pending, n, batch)
+    else:
+        tasks = _rtl_tasks(spec, store, pending, n) if len(pending) else []
+    bar = tqdm(total=n, initial=already, unit="sample", disable=quiet, file=err, dynamic_ncols=True,
+               smoothing=0.1)
+    count = {"done": 0, "feasible": 0}
+
+    def sink(rows, fatal):
+        store.insert(rows)
+        count["done"] += len(rows)
+        count["feasible"] += sum(r[_FEASIBLE] for r in rows)
+        bar.update(len(rows))
+        if count["done"]:
+            bar.set_postfix(feasible=f"{100 * count['feasible'] / count['done']:.0f}%", refresh=False)
+        if fatal:
+            raise VerificationStop(f"RTL verification failed at {fatal} (a compiler or RTL bug; "
+                                   f"{store.count():,} samples are stored)")
+
+    try:
+        if not len(pending):
+            return 0
+        if ray is not None:
+            _run_ray(spec, tasks, ray, workers, sink)
+        else:
+            _run_local(spec, tasks, workers, sink)
+    finally:
+        bar.close()
+    return count["done"]
+
+
+# ---- CLI --------------------------------------------------------------------------------
+def _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s) -> list[str]:
+    if fidelity not in FIDELITIES:
+        raise CollectError(f"--fidelity must be one of {', '.join(FIDELITIES)}; got {fidelity!r}")
+    if isinstance(workloads, str):
+        workloads = workloads.split(",")
+    workloads = [w.strip() for w in workloads]
+    if not workloads or any(not w for w in workloads):
+        raise CollectError("--workloads must be a comma-separated list of workload names or files")
+    dup = sorted({w for w in workloads if workloads.count(w) > 1})
+    if dup:
+        raise CollectError(f"--workloads lists {', '.join(dup)} more than once")
+    for name, v, lo in (("--n", n, 1), ("--seed", seed, 0), ("--workers", workers, 1), ("--batch", batch, 1)):
+        if v is None and name in ("--workers", "--batch"):
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise CollectError(f"{name} must be an integer >= {lo}; got {v!r}")
+    if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
+        raise CollectError(f"--timeout must be a positive number of seconds; got {timeout_s!r}")
+    return workloads
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one "error:" line (from main) instead of usage + exit
+        raise _UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m search.collect", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fidelity", choices=FIDELITIES, help="evaluator: analytical model or RTL simulation")
+    p.add_argument("--workloads", help="comma-separated workload names or files, e.g. resnet50,bert,unet,retinanet")
+    p.add_argument("--n", type=int, help="number of samples (a larger --n extends an existing DIR)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scrambled Sobol sequence (default 0)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="dataset directory (DIR/dataset.sqlite)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: the CPU count; 1: no pool)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the tasks on Ray: local, auto or ray://host:port")
+    p.add_argument("--batch", type=int, help=f"samples per analytical task and transaction (default {DEFAULT_BATCH})")
+    p.add_argument("--parquet", action="store_true", help="also write DIR/dataset.parquet at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR", help="RTL: Verilator model cache (default $ACCEL_CACHE_DIR "
+                   "or ~/.cache/accelsim/builds)")
+    p.add_argument("--timeout", type=float, default=600.0, help="RTL: wall-clock limit per sample in seconds "
+                   "(default 600)")
+    p.add_argument("--retry-errors", action="store_true", help="evaluate again the samples stored with "
+                   "reason 'error: ...'")
+    p.add_argument("--summary", type=Path, metavar="DIR", help="print the summary of an existing dataset and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.summary is not None:
+        others = [f"--{k.replace('_', '-')}" for k in ("fidelity", "workloads", "n", "out", "workers", "ray", "batch")
+                  if getattr(args, k) is not None]
+        try:
+            if others:
+                raise CollectError(f"--summary takes no other option; got {', '.join(others)}")
+            print(format_summary(summary(args.summary)))
+        except (CollectError, DatasetError) as e:
+            print(f"error: {_first_line(e)}", file=sys.stderr)
+            return 2
+        return 0
+    missing = [f"--{k}" for k in ("fidelity", "workloads", "n", "out") if getattr(args, k) is None]
+    if missing:
+        print(f"error: the following arguments are required: {', '.join(missing)} (or --summary DIR)",
+              file=sys.stderr)
+        return 2
+    try:
+        collect(args.out, fidelity=args.fidelity, workloads=args.workloads, n=args.n, seed=args.seed,
+                workers=args.workers, ray=args.ray, batch=args.batch, parquet=args.parquet, quiet=args.quiet,
+                cache_dir=args.cache_dir, timeout_s=args.timeout, retry_errors=args.retry_errors)
+    except CollectError as e:
+        print(f"error: {_first_line(e)}", file=sys.stderr)
+        return 2
+    except CollectFailure as e:
+        print(f"error: {_first_line(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the samples stored so far are kept; rerun the same command to continue",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module, so that pool and Ray workers unpickle search.collect.*
+    from search.collect import main as _main
+    sys.exit(_main())

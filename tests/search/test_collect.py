@@ -1,0 +1,366 @@
+"""search.collect: the samples are the co-design space's Sobol points, the records equal
+the evaluators' own results, collections are deterministic and resumable (the kill test),
+extensible, exportable, and the CLI fails with one line."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cost
+from hw.result import Result
+from search.collect import (
+    CollectError,
+    Spec,
+    VerificationStop,
+    collect,
+    decode_units,
+    evaluate_chunk,
+    input_seed,
+    main,
+    mapping_json,
+    space_layers,
+)
+from search.dataset import COLUMN_NAMES, DB_NAME, PARQUET_NAME, DatasetError, Store, load, load_records
+from search.space import CoDesignSpace, HardwareSpace, MappingSpace
+
+ROOT = Path(__file__).resolve().parents[2]
+FOUR = ["resnet50", "bert", "unet", "retinanet"]
+
+
+def _spec(workloads=FOUR, fidelity="analytical", seed=0) -> Spec:
+    layers, entries, _ = space_layers(workloads)
+    return Spec(fidelity, tuple(layers), tuple(",".join(e["workloads"]) for e in entries), seed)
+
+
+def _run(out, **kw):
+    args = {"fidelity": "analytical", "workloads": "bert", "n": 200, "seed": 0, "workers": 1,
+            "stream": io.StringIO()}
+    args.update(kw)
+    return collect(out, **args)
+
+
+def _rows(out) -> list[dict]:
+    return load_records(out)
+
+
+# ---- samples and records ------------------------------------------------------------
+def test_space_layers_dedupe_across_workloads():
+    layers, _, _ = space_layers(["resnet50", "bert"])
+    assert len(layers) == 24 + 5 and len({l.shape() for l in layers}) == len(layers)
+    # A shape shared by two workloads is one layer of the space, named in both.
+    twice, entries2, rows2 = space_layers(["bert", "transformer"])
+    shared = [e for e in entries2 if len(e["workloads"]) == 2]
+    assert len(twice) < 5 + 5 and shared
+    assert {r[0] for r in rows2 if r[1] == shared[0]["index"]} == {"bert", "transformer"}
+    assert sum(r[3] for r in rows2 if r[0] == "bert") == 360          # bert's repeat counts kept
+
+
+def test_decoding_is_codesign_point_and_encodings():
+    spec = _spec()
+    u = CoDesignSpace.sobol(120, seed=3)
+    dec = decode_units(spec, u)
+    space = spec.space
+    for i in range(len(u)):
+        li, hw, m = space.point(u[i])
+        assert (li, hw.dim, hw.sp_kb, hw.acc_kb) == (dec["layer"][i], dec["dim"][i], dec["sp_kb"][i],
+                                                     dec["acc_kb"][i])
+        ms = MappingSpace(hw, spec.layers[li])
+        assert MappingSpace.mapping_from_arrays(dec["factors"][i], dec["order"][i]) == m
+        enc = np.concatenate([HardwareSpace().encode(hw), ms.encode(m)])
+        assert np.array_equal(dec["encoding"][i], enc)
+        assert mapping_json(dec["factors"][i].ravel().tolist(), dec["order"][i].tolist()) == m.to_json()
+
+
+def test_analytical_records_equal_cost_evaluate():
+    spec = _spec()
+    u = CoDesignSpace.sobol(128, seed=1)
+    rows, fatal = evaluate_chunk(spec, np.arange(128), u)
+    assert fatal is None
+    kinds = set()
+    for i, row in enumerate(rows):
+        rec = dict(zip(COLUMN_NAMES, row))
+        li, hw, m = spec.space.point(u[i])
+        r = cost.evaluate(hw, m, spec.layers[li])        # the Result API, one sample at a time
+        assert rec["result"] == r.to_json()
+        assert (rec["feasible"], rec["reason"], rec["cycles"], rec["edp"]) == (int(r.feasible), r.reason, r.cycles,
+                                                                               r.edp)
+        assert rec["layer"] == spec.layers[li].to_json() and rec["hw"] == hw.to_json()
+        assert rec["mapping"] == m.to_json() and json.loads(rec["u"]) == u[i].tolist()
+        assert rec["workloads"] == spec.workloads_of[li] and rec["layer_name"] == spec.layers[li].name
+        kinds.add(r.feasible)
+    assert kinds == {True, False}
+
+
+# ---- determinism, extension, mismatch --------------------------------------------------
+def test_same_seed_same_dataset_any_batch_or_workers(tmp_path):
+    _run(tmp_path / "a", n=300, batch=64)
+    _run(tmp_path / "b", n=300, batch=300)
+    _run(tmp_path / "c", n=300, batch=50, workers=2)       # a process pool
+    a = _rows(tmp_path / "a")
+    assert [r["idx"] for r in a] == list(range(300))
+    assert a == _rows(tmp_path / "b") == _rows(tmp_path / "c")
+    _run(tmp_path / "d", n=300, seed=1)
+    assert [r["u"] for r in _rows(tmp_path / "d")] != [r["u"] for r in a]
+
+
+def test_larger_n_extends(tmp_path):
+    _run(tmp_path / "ext", n=100, batch=64)
+    report = _run(tmp_path / "ext", n=260, batch=64)
+    assert report["evaluated"] == 160
+    with Store.open(tmp_path / "ext") as s:
+        assert s.meta["n"] == 260
+    _run(tmp_path / "direct", n=260)
+    assert _rows(tmp_path / "ext") == _rows(tmp_path / "direct")
+    assert _run(tmp_path / "ext", n=260)["evaluated"] == 0            # nothing left to do
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seed": 5}, "with seed=0; this run asks seed=5"),
+    ({"workloads": "bert,unet"}, "with workloads=bert; this run asks workloads=bert,unet"),
+    ({"fidelity": "rtl"}, "with fidelity=analytical; this run asks fidelity=rtl"),
+    ({"n": 10}, "n=50; --n 10 is smaller"),
+])
+def test_changed_parameters_are_an_error(tmp_path, capsys, change, message):
+    _run(tmp_path, n=50)
+    with pytest.raises(CollectError, match=message.replace("(", r"\(")):
+        _run(tmp_path, **{"n": 50, **change})
+    argv = {"--fidelity": "analytical", "--workloads": "bert", "--n": "50", "--seed": "0"}
+    argv.update({f"--{k}": str(v) for k, v in change.items()})
+    assert main([*sum(argv.items(), ()), "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_parquet_export_of_a_collection(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert main(["--fidelity", "analytical", "--workloads", "bert", "--n", "120", "--out", str(tmp_path),
+                 "--workers", "1", "--quiet", "--parquet"]) == 0
+    table = pq.read_table(tmp_path / PARQUET_NAME)
+    cols = load(tmp_path)
+    assert table.num_rows == 120
+    for name in ("idx", "cycles", "edp", "reason", "mapping", "result"):
+        assert table.column(name).to_pylist() == cols[name]
+    assert table.column("encoding").to_pylist()[7] == json.loads(cols["encoding"][7])
+
+
+def test_summary_cli(tmp_path, capsys):
+    _run(tmp_path, n=80)
+    assert main(["--summary", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "samples   80 of n = 80" in out and "feasible" in out and "cycles" in out
+
+
+# ---- the kill test ---------------------------------------------------------------------
+def _count(out: Path) -> int:
+    if not (out / DB_NAME).exists():
+        return 0
+    try:
+        with Store.open(out, readonly=True) as s:
+            return s.count()
+    except (DatasetError, sqlite3.Error):   # killed before its tables were committed
+        return 0
+
+
+# Small layers: cheap evaluations, so a run commits a batch every few tens of ms.
+SMALL = [{"name": "gemm", "gemm": {"m": 64, "k": 96, "n": 48}},
+         {"name": "conv", "k": 32, "c": 16, "p": 12, "r": 3, "pad": 1},
+         {"name": "dw", "k": 24, "c": 24, "p": 14, "r": 3, "pad": 1, "groups": 24},
+         {"name": "proj", "gemm": {"m": 196, "k": 24, "n": 64}}]
+
+
+def test_kill_9_twenty_times_then_finish_equals_uninterrupted(tmp_path):
+    """SIGKILL the collector 20 times at random moments, then let it finish: the dataset is
+    the uninterrupted one (indices 0..n-1 once each, every column equal)."""
+    wl = tmp_path / "small.json"
+    wl.write_text(json.dumps(SMALL))
+    batch = 8
+    # Calibrate n so that an uninterrupted run lasts about 12 s on this machine: the 20
+    # kills (0.05 .. 1 s after a run starts, about 8 s of progress in all) then land in the
+    # middle of it, and the last run finishes it.
+    CoDesignSpace.sobol(1)                                  # imports done before timing
+    t0 = time.perf_counter()
+    _run(tmp_path / "calibrate", workloads=str(wl), n=320, batch=batch)
+    rate = 320 / (time.perf_counter() - t0)
+    n = int(min(16384, max(1024, rate * 12)) // batch * batch)
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "search.collect", "--fidelity", "analytical", "--workloads", str(wl),
+           "--n", str(n), "--seed", "11", "--batch", str(batch), "--workers", "1", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    rng = random.Random(1234)
+    mid_run = 0
+    for k in range(20):
+        before = _count(out)
+        err = tmp_path / f"stderr{k}"
+        with open(err, "wb") as fh:
+            p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=fh)
+        # Three times in four, wait for the run to start (its progress bar appears once the
+        # store is open); otherwise kill at a moment counted from launch (imports, creation).
+        started = False
+        if k % 4:
+            deadline = time.monotonic() + 60
+            while p.poll() is None and err.stat().st_size == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            started = err.stat().st_size > 0
+        time.sleep(rng.uniform(0.05, 1.0))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            assert p.wait() == -signal.SIGKILL
+            after = _count(out)
+            mid_run += started and before < after < n
+        else:
+            assert p.returncode == 0, err.read_text()
+    assert mid_run >= 8, f"only {mid_run} kills landed mid-run (n={n})"
+    assert 0 < _count(out) < n
+
+    done = subprocess.run(cmd + ["--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+    _run(tmp_path / "reference", workloads=str(wl), n=n, seed=11, batch=n)
+    killed, reference = _rows(out), _rows(tmp_path / "reference")
+    assert [r["idx"] for r in killed] == list(range(n))
+    assert killed == reference
+
+
+# ---- RTL path (the simulator replaced by a stand-in; the real one is in the slow test) ----------
+def _fake_rtl(calls, raise_at=None, exc=None):
+    exc = exc or RuntimeError("simulator exploded")
+
+    def evaluate(hw, mapping, layer, *, seed, cache_dir=None, timeout_s=600.0, workdir=None, **kw):
+        fits = mapping.check(hw, layer)
+        if not fits:
+            return Result.infeasible(fits.reason, "rtl")
+        calls.append(seed)
+        if raise_at is not None and len(calls) == raise_at:
+            raise exc
+        r = cost.evaluate(hw, mapping, layer)
+        return Result.from_dict({**r.to_dict(), "fidelity": "rtl", "verified": True, "energy_pj": None,
+                                 "area_mm2": None, "extra": {"seed": seed}})
+    return evaluate
+
+
+def test_rtl_records_priced_seeded_and_errors_kept(tmp_path, monkeypatch):
+    import sim.evaluate
+    calls: list = []
+    monkeypatch.setattr(sim.evaluate, "evaluate", _fake_rtl(calls, raise_at=2))
+    _run(tmp_path, fidelity="rtl", n=40, seed=3)
+    recs = _rows(tmp_path)
+    assert [r["idx"] for r in recs] == list(range(40))
+    errors = [r for r in recs if (r["reason"] or "").startswith("error:")]
+    assert [r["reason"] for r in errors] == ["error: RuntimeError: simulator exploded"]
+    feasible = [r for r in recs if r["feasible"]]
+    assert feasible and len(calls) == len(feasible) + 1
+    for r in feasible:
+        res = Result.from_json(r["result"])
+        _, hw, _ = _spec(["bert"], seed=3).space.point(json.loads(r["u"]))
+        assert res.fidelity == "rtl" and res.extra["seed"] == input_seed(3, r["idx"])
+        assert res.energy_pj == cost.price(res, hw).energy_pj and res.energy_pj is not None
+        assert r["energy_pj"] == res.energy_pj and r["edp"] == res.edp
+    # --retry-errors evaluates the failed sample again (the stand-in no longer raises)
+    monkeypatch.setattr(sim.evaluate, "evaluate", _fake_rtl([]))
+    assert _run(tmp_path, fidelity="rtl", n=40, seed=3, retry_errors=True)["evaluated"] == 1
+    assert not any((r["reason"] or "").startswith("error:") for r in _rows(tmp_path))
+
+
+def test_rtl_verification_error_stops_the_collection(tmp_path, monkeypatch, capsys):
+    import sim.evaluate
+    calls: list = []
+    monkeypatch.setattr(sim.evaluate, "evaluate",
+                        _fake_rtl(calls, raise_at=3, exc=sim.evaluate.VerificationError("RTL output differs")))
+    with pytest.raises(VerificationStop, match="RTL verification failed at sample .*: RTL output differs"):
+        _run(tmp_path, fidelity="rtl", n=40)
+    kept = _count(tmp_path)
+    assert 0 < kept < 40          # what was evaluated before the failure is stored
+    calls.clear()
+    assert main(["--fidelity", "rtl", "--workloads", "bert", "--n", "40", "--out", str(tmp_path),
+                 "--workers", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: RTL verification failed") and err.count("\n") == 1
+
+
+# ---- CLI errors ---------------------------------------------------------------------------
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    base = ["--fidelity", "analytical", "--workloads", "bert", "--n", "10"]
+    cases = [
+        (["--fidelity", "analytical", "--workloads", "nonet", "--n", "10", "--out", str(tmp_path / "o")],
+         "unknown workload 'nonet'"),
+        (["--fidelity", "analytical", "--workloads", "bert", "--n", "0", "--out", str(tmp_path / "o")],
+         "--n must be an integer >= 1"),
+        (["--fidelity", "timeloop", "--workloads", "bert", "--n", "10", "--out", str(tmp_path / "o")],
+         "invalid choice: 'timeloop'"),
+        ([*base, "--out", str(afile / "sub")], "cannot create the output directory"),
+        ([*base, "--out", str(tmp_path / "o"), "--workers", "0"], "--workers must be an integer >= 1"),
+        ([*base, "--out", str(tmp_path / "o"), "--seed", "-1"], "--seed must be an integer >= 0"),
+        (["--fidelity", "analytical", "--workloads", "bert,bert", "--n", "10", "--out", str(tmp_path / "o")],
+         "lists bert more than once"),
+        (["--workloads", "bert", "--n", "10"], "required: --fidelity, --out"),
+        (["--n", "ten"], "invalid int value: 'ten'"),
+        (["--summary", str(tmp_path / "nothing")], "no dataset at"),
+        (["--summary", str(tmp_path), "--n", "3"], "--summary takes no other option"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (argv, err)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_cli_error_from_the_module_entry_point(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "search.collect", "--fidelity", "analytical", "--workloads",
+                        "resnet5", "--n", "4", "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True,
+                       text=True, check=False)
+    assert p.returncode == 2
+    assert p.stderr.startswith("error: unknown workload 'resnet5'") and p.stderr.count("\n") == 1
+    assert "Traceback" not in p.stderr
+
+
+# ---- slow: Ray, real RTL --------------------------------------------------------------------
+@pytest.mark.slow
+def test_ray_local_equals_local_pool(tmp_path):
+    pytest.importorskip("ray")
+    _run(tmp_path / "pool", n=200, batch=50, workers=2)
+    _run(tmp_path / "ray", n=200, batch=50, workers=2, ray="local")
+    assert _rows(tmp_path / "ray") == _rows(tmp_path / "pool")
+
+
+@pytest.mark.slow
+def test_rtl_collection_end_to_end(tmp_path, sim_cache_dir):
+    # A one-GEMM workload keeps the simulations short; each sampled configuration is built
+    # once (cached in the session's build cache).
+    wl = tmp_path / "tiny.json"
+    wl.write_text(json.dumps([{"name": "g", "gemm": {"m": 16, "k": 32, "n": 16}}]))
+    out = tmp_path / "rtl"
+    args = {"fidelity": "rtl", "workloads": str(wl), "n": 3, "seed": 2, "workers": 2, "cache_dir": sim_cache_dir}
+    _run(out, **args)
+    recs = _rows(out)
+    assert [r["idx"] for r in recs] == [0, 1, 2]
+    spec = _spec([str(wl)], fidelity="rtl", seed=2)
+    for r in recs:
+        res = Result.from_json(r["result"])
+        _, hw, m = spec.space.point(json.loads(r["u"]))
+        assert res.fidelity == "rtl" and r["mapping"] == m.to_json()
+        if res.feasible:
+            assert res.verified and res.extra["seed"] == input_seed(2, r["idx"])
+            assert res.energy_pj == cost.price(res, hw).energy_pj
+        else:
+            assert res.reason == m.check(hw, spec.layers[0]).reason
+    assert _run(out, **args)["evaluated"] == 0        # resumed: nothing left
+
+
+def test_ray_is_imported_only_with_ray_option():
+    code = "import sys, search.collect; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
