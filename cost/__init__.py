@@ -7,9 +7,31 @@ result's counters (RTL-informed energy); `cost.energy` holds the energy/area tab
 """
 
 from .energy import EnergyError, EnergyTable, area_mm2, energy_breakdown, energy_pj
-from .evaluate import NetworkCost, evaluate, evaluate_many, mapping_arrays, network_edp, price, result_from_arrays
+from .evaluate import (
+           NetworkCost,
+           evaluate,
+           evaluate_many,
+           mapping_arrays,
+           network_edp,
+           price,
+           result_from_arrays,
+)
 from .model import REASONS, TimingParams, evaluate_arrays
 
-__all__ = ["EnergyError", "EnergyTable", "NetworkCost", "REASONS", "TimingParams", "area_mm2",
-           "energy_breakdown", "energy_pj", "evaluate", "evaluate_arrays", "evaluate_many",
-           "mapping_arrays", "network_edp", "price", "result_from_arrays"]
+__all__ = [
+           "REASONS",
+           "EnergyError",
+           "EnergyTable",
+           "NetworkCost",
+           "TimingParams",
+           "area_mm2",
+           "energy_breakdown",
+           "energy_pj",
+           "evaluate",
+           "evaluate_arrays",
+           "evaluate_many",
+           "mapping_arrays",
+           "network_edp",
+           "price",
+           "result_from_arrays",
+]

@@ -120,7 +120,7 @@ DEFAULT_TABLE = EnergyTable()
 def energy_breakdown(counts: dict, dim, sp_kb, acc_kb, table: EnergyTable = DEFAULT_TABLE) -> dict:
     """Energy in pJ per component from counters (`hw.result.COUNT_KEYS`); numpy-vectorised:
     every value may be an array (one entry per sample) or a scalar."""
-    f = lambda k: np.asarray(counts[k], dtype=float)  # noqa: E731
+    f = lambda k: np.asarray(counts[k], dtype=float)
     dim = np.asarray(dim, dtype=float)
     sp_row = dim * table.sp_byte_pj(sp_kb)
     acc_row = dim * table.acc_word_pj(acc_kb, dim)

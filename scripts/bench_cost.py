@@ -2,7 +2,7 @@
 """Throughput of the vectorised analytical model (`cost.model.evaluate_arrays`) on one core.
 
     python scripts/bench_cost.py [--batch 1048576] [--repeat 3] [--chunk 0] [--scalar 2000]
-                                 [--layers NAME,...] [--seed 0] [--profile auto|yes|no] [--json out.json]
+                                 [--layers NAME,...] [--seed 0] [--json out.json]
 
 For each layer (default: ResNet-50 layer1.0.conv2 and layer3.0.conv1, and a BERT
 projection GEMM 128 x 768 x 768), `--batch` random (hardware, mapping) pairs are drawn
@@ -10,17 +10,13 @@ from `search.space`: hardware from `HardwareSpace` unit points (dim, acc_kb, sp_
 every other field the default), mappings from `MappingSpace(hw, layer).from_unit_arrays`
 (the choices depend on the hardware only through dim, so one MappingSpace per dim).
 Only `evaluate_arrays(layer, hw_arrays, factors, order)` is timed, not the sampling:
-the first call (cold: `pixel_runs`' cache empty) and the best of `--repeat` calls. The
-batch is one call, or calls of `--chunk` rows. For comparison, the scalar
-`cost.evaluate` (a `Result` per call, including `Mapping.check`) is timed on the first
-`--scalar` pairs.
+the first call of the process (cold: it loads, or compiles, the Numba kernel
+`cost.kernel`) and the best of `--repeat` calls. The batch is one call, or calls of
+`--chunk` rows. For comparison, the scalar `cost.evaluate` (a `Result` per call,
+including `Mapping.check`) is timed on the first `--scalar` pairs.
 
 numpy's thread pools are limited to one thread (the environment variables below are set
 before numpy is imported) and the process is pinned to one CPU where the OS allows it.
-When the vectorised rate is below 1e6 evaluations/s (or with --profile yes), one call
-(first layer) is profiled line by line (a trace function on cost/model.py only; numpy's own time is
-attributed to the line that called it) and the time is reported per section of
-`evaluate_arrays` and per hottest line.
 """
 
 from __future__ import annotations
@@ -31,26 +27,23 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
              "VECLIB_MAXIMUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import linecache  # noqa: E402
-import re  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cost  # noqa: E402
-from cost import model  # noqa: E402
-from hw.config import HardwareConfig  # noqa: E402
-from hw.layer import Layer  # noqa: E402
-from search.space import DIMS, MEM_KB, HardwareSpace, MappingSpace  # noqa: E402
-from search.workloads import get_workload  # noqa: E402
+import cost
+from cost import kernel, model
+from hw.config import HardwareConfig
+from hw.layer import Layer
+from search.space import DIMS, MEM_KB, HardwareSpace, MappingSpace
+from search.workloads import get_workload
 
 TARGET = 1e6   # evaluations per second per core
 
@@ -117,85 +110,6 @@ def time_scalar(layer, hw, factors, order, n: int) -> tuple[float, float]:
     return n / wall, float(diff)
 
 
-# ---- line profile of cost/model.py -----------------------------------------------------------
-def line_profile(fn) -> dict:
-    """Exclusive seconds per (file, line) of cost/model.py while running fn()."""
-    target = model.__file__
-    acc: dict = defaultdict(float)
-    state = {"key": None, "t": 0.0}
-
-    def local(frame, event, arg):
-        now = time.perf_counter()
-        if state["key"] is not None:
-            acc[state["key"]] += now - state["t"]
-        if event == "return" and frame.f_back is not None and frame.f_back.f_code.co_filename == target:
-            state["key"] = frame.f_back.f_lineno      # back in the caller, on its calling line
-        else:
-            state["key"] = frame.f_lineno
-        state["t"] = time.perf_counter()
-        return local
-
-    def global_(frame, event, arg):
-        if frame.f_code.co_filename == target:
-            return local(frame, event, arg)
-        return None
-
-    sys.settrace(global_)
-    try:
-        fn()
-    finally:
-        sys.settrace(None)
-        if state["key"] is not None:
-            acc[state["key"]] += time.perf_counter() - state["t"]
-    return dict(acc)
-
-
-def sections() -> list[tuple[int, int, str]]:
-    """(first line, last line, name) of each part of cost/model.py: the module-level
-    functions, and within evaluate_arrays its ``# ---- name ----`` sections."""
-    src = Path(model.__file__).read_text().splitlines()
-    out, start, name = [], None, None
-    for i, line in enumerate(src, start=1):
-        m_def = re.match(r"^(?:def|class) (\w+)", line)
-        m_sec = re.match(r"^    # ---- (.+?) -+\s*$", line)
-        if m_def or (m_sec and name and name.startswith("evaluate_arrays")):
-            if start is not None:
-                out.append((start, i - 1, name))
-            start = i
-            name = m_def.group(1) if m_def else f"evaluate_arrays: {m_sec.group(1)}"
-            if name == "evaluate_arrays":
-                name = "evaluate_arrays: argument checks, hardware arrays"
-    if start is not None:
-        out.append((start, len(src), name))
-    return out
-
-
-def profile_report(layer, hw, factors, order, chunk: int, top: int = 12) -> dict:
-    t0 = time.perf_counter()
-    acc = line_profile(lambda: evaluate_batch(layer, hw, factors, order, chunk))
-    wall = time.perf_counter() - t0
-    total = sum(acc.values())
-    secs = sections()
-    by_sec: dict = defaultdict(float)
-    for line, s in acc.items():
-        name = next((n for a, b, n in secs if a <= line <= b), "other")
-        by_sec[name] += s
-    path = model.__file__
-    hot = sorted(acc.items(), key=lambda kv: -kv[1])[:top]
-    print(f"\nprofile of one call, {layer.name}, B = {len(factors):,}: {wall:.2f} s traced "
-          f"({total:.2f} s in cost/model.py lines)")
-    print(f"{'share':>6} {'s':>7}  section of cost/model.py")
-    for name, s in sorted(by_sec.items(), key=lambda kv: -kv[1]):
-        print(f"{100 * s / total:>5.1f}% {s:>7.3f}  {name}")
-    print(f"{'share':>6} {'s':>7}  {'line':>5}  hottest lines")
-    for line, s in hot:
-        print(f"{100 * s / total:>5.1f}% {s:>7.3f}  {line:>5}  {linecache.getline(path, line).strip()[:90]}")
-    return {"layer": layer.name, "batch": len(factors), "traced_s": wall,
-            "sections": {k: round(v, 4) for k, v in sorted(by_sec.items(), key=lambda kv: -kv[1])},
-            "lines": [{"line": line, "s": round(s, 4), "code": linecache.getline(path, line).strip()}
-                      for line, s in hot]}
-
-
 # ---- main ------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Throughput of cost.model.evaluate_arrays on one core.")
@@ -206,8 +120,6 @@ def main(argv=None) -> int:
     p.add_argument("--layers", default="resnet50:layer1.0.conv2,resnet50:layer3.0.conv1,gemm:128x768x768",
                    help="comma-separated net:layer or gemm:MxKxN")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", choices=("auto", "yes", "no"), default="auto",
-                   help=f"line profile one call (auto: when below {TARGET:.0e} evaluations/s)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     args = p.parse_args(argv)
     if args.batch < 1 or args.repeat < 0 or args.chunk < 0 or args.scalar < 0:
@@ -225,7 +137,6 @@ def main(argv=None) -> int:
     print(header, flush=True)
     rows = []
     for layer in layers_by_name(args.layers.split(",")):
-        model.pixel_runs.cache_clear()
         t0 = time.perf_counter()
         hw, factors, order = draw(layer, args.batch, args.seed)
         sample_s = time.perf_counter() - t0
@@ -247,20 +158,17 @@ def main(argv=None) -> int:
                "cold_s": round(cold, 3), "best_s": round(best, 3), "times_s": [round(t, 3) for t in times],
                "cold_evals_per_s": round(args.batch / cold), "evals_per_s": round(args.batch / best),
                "scalar_evals_per_s": round(scalar_rate, 1) if scalar_rate else None,
-               "unique_tiles": model.pixel_runs.cache_info().currsize, "scalar_max_cycle_diff": diff}
+               "scalar_max_cycle_diff": diff}
         rows.append(row)
         print(f"{layer.name:<24} {feasible:>8.3f} {sample_s:>8.2f} {cold:>7.2f} {best:>7.2f} "
               f"{row['cold_evals_per_s']:>10,} {row['evals_per_s']:>10,} "
               f"{(f'{scalar_rate:,.0f}' if scalar_rate else '-'):>11}", flush=True)
-    profiles = []
-    if args.profile == "yes" or (args.profile == "auto" and any(r["evals_per_s"] < TARGET for r in rows)):
-        layer = layers_by_name(args.layers.split(","))[0]   # the sections' shares vary little by layer
-        hw, factors, order = draw(layer, args.batch, args.seed)
-        evaluate_batch(layer, hw, factors, order, args.chunk)   # warm pixel_runs, as "best" is
-        profiles.append(profile_report(layer, hw, factors, order, args.chunk))
+    slow = [r["layer"] for r in rows if r["evals_per_s"] < TARGET]
+    print(f"target {TARGET:,.0f} evaluations/s per core: " + (f"missed on {', '.join(slow)}" if slow else "met"))
     if args.json:
-        model_sha = hashlib.sha256(Path(model.__file__).read_bytes()).hexdigest()[:16]
-        args.json.write_text(json.dumps({"rows": rows, "profiles": profiles, "pinned_cpu": pinned,
+        model_sha = hashlib.sha256(Path(model.__file__).read_bytes()
+                                   + Path(kernel.__file__).read_bytes()).hexdigest()[:16]
+        args.json.write_text(json.dumps({"rows": rows, "pinned_cpu": pinned,
                                          "numpy": np.__version__, "cost_model_sha256": model_sha,
                                          "load_average": os.getloadavg()}, indent=1) + "\n")
     return 0

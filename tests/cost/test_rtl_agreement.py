@@ -22,7 +22,7 @@ from search.space import MappingSpace
 from sim.evaluate import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hw"))
-from rtl_common import CFG4, CFG8, CFG16  # noqa: E402
+from rtl_common import CFG4, CFG8, CFG16
 
 CASE_ERROR = 0.30     # per case (validate_cost.py: p95 |error| ~18 %, worst ~40 %)
 MEDIAN_ERROR = 0.08   # over the corpus (validate_cost.py: median ~3.5 %)

@@ -1,0 +1,522 @@
+"""The per-sample arithmetic of the analytical model, compiled with Numba.
+
+`cost.model` documents the model and owns its inputs and outputs; this module is its
+inner loop: `evaluate_batch` walks B samples and writes one row of `OUT_COLUMNS` per
+sample. Everything here is scalar arithmetic on one (hardware, mapping) pair, so one
+evaluation and a batch of a million run the same code (compiled once per process and
+cached on disk by Numba).
+
+Inputs (int64 unless noted)
+    lay      layer constants, indexed by the ``L_*`` names below
+    hwm      (B, len(HW_FIELDS)) hardware fields in `cost.model.HW_FIELDS` order
+    factors  (B, 3, 7) tiling factors [dram, spad, array] x LOOPS
+    order    (B, 7) DRAM loop order (indices into LOOPS), outermost first
+    par      float64 `TimingParams` values in field order (``P_*`` below)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.typed import Dict
+
+# layer constants (`lay`)
+(L_N, L_K, L_C, L_P, L_Q, L_R, L_S, L_G, L_STRIDE, L_CG, L_KG, L_HP, L_WP,
+ L_BATCH, L_CTOT, L_KTOT, L_PTOT, L_QTOT, L_RTOT, L_STOT, L_EOUT, L_MACS) = range(22)
+N_LAY = 22
+# hardware fields (HardwareConfig field order)
+(H_DIM, H_SP_KB, H_ACC_KB, H_SP_BANKS, H_ACC_BANKS, H_BUS, H_REQ, H_INFLIGHT, H_LAT,
+ H_BPC, H_DRAM_MB, H_IMEM) = range(12)
+# timing parameters (TimingParams field order)
+(P_PRELOAD_GAP, P_ROW_OVH, P_REQ_OVH, P_ACK_OVH, P_DRAIN_EXTRA, P_STEP_OVH, P_FENCE_EXTRA,
+ P_PRO_EXTRA, P_EPI_EXTRA, P_NEED_EXTRA) = range(10)
+OUT_COLUMNS = ("reason", "cycles", "busy_load", "busy_exec", "busy_store", "instructions",
+               "macs", "dram_bytes_read", "dram_bytes_written", "sp_writes", "sp_reads",
+               "acc_writes", "acc_reads", "weight_loads",
+               "t_prologue", "t_steps", "t_epilogue", "t_fences", "fences", "steps")
+EX_SLOTS = 16.0    # execute scoreboard slots (hw.controllers.SLOTS)
+_RUN_KEY = types.UniTuple(types.int64, 7)
+_RUN_VAL = types.UniTuple(types.float64, 3)
+_N, _K, _C, _P, _Q, _R, _S = range(7)
+
+
+@njit(cache=True)
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+@njit(cache=True)
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+@njit(cache=True)
+def _mean_words(nbytes, g, base, word):
+    """Mean number of `word`-byte words touched by a row of `nbytes` bytes starting at
+    offset base + k*g (k = 0, 1, ...) modulo word."""
+    if nbytes <= 0:
+        return 0.0
+    g = _gcd(g, word)
+    b0 = base % g
+    kk = word // g
+    nb = nbytes + b0 - 1
+    q, r = nb // word, nb % word
+    extra = kk - _cdiv(word - r, g)
+    return q + 1 + extra / kk
+
+
+@njit(cache=True)
+def _pixel_a(i, tp, tq, stride, in_h, in_w):
+    n = i // (tp * tq)
+    p = (i // tq) % tp
+    q = i % tq
+    return (n * in_h + p * stride) * in_w + q * stride
+
+
+@njit(cache=True)
+def pixel_runs(tn, tp, tq, stride, in_h, in_w, dim, drain):
+    """(runs, CONFIG EX per block, execute cycles of one block's COMPUTEs): the
+    compiler's greedy arithmetic runs of <= dim pixels over the tile's A rows
+    (`sim.compiler._compute_runs`); a run of n rows costs max(n, 2, (drain + n) / 16)."""
+    m = tn * tp * tq
+    runs = 0
+    cycles = 0.0
+    changes = 0
+    first_stride = -1
+    last_stride = -1
+    start = 0
+    while start < m:
+        end = start + 1
+        s = 0
+        if end < m:
+            a0 = _pixel_a(start, tp, tq, stride, in_h, in_w)
+            prev = _pixel_a(end, tp, tq, stride, in_h, in_w)
+            s = prev - a0
+            end += 1
+            while end < m and end - start < dim:
+                cur = _pixel_a(end, tp, tq, stride, in_h, in_w)
+                if cur - prev != s:
+                    break
+                prev = cur
+                end += 1
+        n = end - start
+        runs += 1
+        cycles += max(float(n), 2.0, (drain + n) / EX_SLOTS)
+        if n > 1:
+            if first_stride < 0:
+                first_stride = s
+            elif s != last_stride:
+                changes += 1
+            last_stride = s
+        start = end
+    if changes > 0 and last_stride != first_stride:
+        changes += 1    # cyclic: the next block starts with the first run again
+    return runs, changes, cycles
+
+
+@njit(cache=True)
+def fences_per_sweep(v, sweeps=12):
+    """FENCEs per sweep over `v` output tiles that spill and reload partial sums in a
+    cycle: the compiler fences a reload whose tile's spill was emitted after the last
+    FENCE; a spill is emitted in the step after the visit, a reload in the step before."""
+    if v <= 1:
+        return 0.0
+    unfenced = np.zeros(v, dtype=np.bool_)
+    fences = 0
+    for s in range(sweeps):
+        for j in range(v):
+            k = s * v + j
+            if k >= 1:
+                unfenced[(k - 1) % v] = True
+            if k + 1 >= v and unfenced[(k + 1) % v]:
+                if s >= 2:
+                    fences += 1
+                unfenced[:] = False
+    return fences / (sweeps - 2)
+
+
+@njit(cache=True)
+def _t_load(rows, beats, reqs, rate, lat, infl, par):
+    """Cycles the load unit needs (issue, bandwidth, rows and requests in flight)."""
+    if rows <= 0:
+        return 0.0
+    t = max(reqs, beats / rate)
+    t = max(t, rows * (lat + par[P_ROW_OVH] + beats / rows / rate) / max(2.0, infl))
+    t = max(t, reqs * (lat + par[P_REQ_OVH] + beats / max(reqs, 1e-9) / rate) / infl)
+    return t
+
+
+@njit(cache=True)
+def _t_load_done(rows, beats, reqs, rate, lat, infl, par):
+    """Cycles until the last row of a batch has arrived."""
+    if rows <= 0:
+        return 0.0
+    t = max(reqs, beats / rate) + lat
+    t = max(t, rows * (lat + par[P_ROW_OVH] + beats / rows / rate) / max(2.0, infl))
+    t = max(t, reqs * (lat + par[P_REQ_OVH] + beats / max(reqs, 1e-9) / rate) / infl)
+    return t
+
+
+@njit(cache=True)
+def _t_store(rows, beats, reqs, rate, lat, infl, par):
+    """Cycles the store unit needs (rows, beats, write requests until acknowledged)."""
+    if rows <= 0:
+        return 0.0
+    t = max(rows, beats / rate)
+    return max(t, reqs * (lat + par[P_ACK_OVH] + beats / max(reqs, 1e-9) / rate) / infl)
+
+
+@njit(cache=True)
+def _t_store_done(rows, beats, reqs, rate, lat, infl, par):
+    """Cycles until the last store of a batch is acknowledged."""
+    if rows <= 0:
+        return 0.0
+    t = max(rows, beats / rate) + lat
+    return max(t, reqs * (lat + par[P_ACK_OVH] + beats / max(reqs, 1e-9) / rate) / infl)
+
+
+@njit(cache=True)
+def _dma(rows_per_blk, tot, dd, g, base, elem, bus, req):
+    """(rows, beats, requests) of a tile whose rows hold channel blocks of a `tot`-channel
+    extent in blocks of dd (the last one the remainder), elem bytes per channel."""
+    nf, rem = tot // dd, tot % dd
+    beats = nf * rows_per_blk * _mean_words(dd * elem, g, base, bus)
+    reqs = nf * rows_per_blk * _mean_words(dd * elem, g, base, req)
+    if rem > 0:
+        beats += rows_per_blk * _mean_words(rem * elem, g, base, bus)
+        reqs += rows_per_blk * _mean_words(rem * elem, g, base, req)
+    return float(rows_per_blk * _cdiv(tot, dd)), beats, reqs
+
+
+@njit(cache=True)
+def _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
+               l_t, l_beats, l_items, l_need, l_psum, s_t, s_beats, s_items):
+    """Time of a step from the loads it overlaps (of the next step) and the stores (of
+    the previous one): see `cost.model`."""
+    chan = (l_beats + s_beats) / rate
+    disp = ex_insns + l_items + s_items
+    core = max(E, l_t, s_t, chan, disp)
+    n_items = l_items + s_items
+    hazard = 0.0
+    if n_items > 0:
+        hazard = drain + E_rows * (1.0 - 1.0 / (2.0 * n_items))
+    need = 0.0
+    if l_items > 0:
+        fetch = l_need + lat + par[P_NEED_EXTRA]
+        need = 0.5 / l_items * E_rows + fetch
+        if l_psum > 0 and s_items > 0:
+            need = max(need, 0.5 * (drain + o_rows + fetch))
+    return max(core, hazard, need) + par[P_STEP_OVH]
+
+
+@njit(cache=True)
+def evaluate_batch(lay, hwm, factors, order, par, out):
+    """Evaluate every sample; row b of `out` gets the `OUT_COLUMNS` of sample b."""
+    runs_memo = Dict.empty(key_type=_RUN_KEY, value_type=_RUN_VAL)
+    fence_memo = Dict.empty(key_type=types.int64, value_type=types.float64)
+    is_in = np.array([True, False, True, True, True, True, True])    # N C P Q R S
+    is_w = np.array([False, True, True, False, False, True, True])    # K C R S
+    is_o = np.array([True, True, False, True, True, False, False])    # N K P Q
+    is_red = np.array([False, False, True, False, False, True, True])  # C R S
+    dims = lay[0:7]
+    G, st = lay[L_G], lay[L_STRIDE]
+    Cg, Kg, Hp, Wp = lay[L_CG], lay[L_KG], lay[L_HP], lay[L_WP]
+    e_out = lay[L_EOUT]
+    Fpos = np.empty(8, dtype=np.int64)
+    loop_at = np.empty(8, dtype=np.int64)
+    cum = np.empty(8, dtype=np.int64)
+    # per transition position: load / store work
+    lt = np.empty(8)
+    lb = np.empty(8)
+    li = np.empty(8)
+    ln = np.empty(8)
+    lp = np.empty(8)
+    s_t = np.empty(8)
+    s_b = np.empty(8)
+    s_i = np.empty(8)
+    F = np.empty(7, dtype=np.int64)
+    T = np.empty(7, dtype=np.int64)
+    for b in range(factors.shape[0]):
+        h = hwm[b]
+        d = h[H_DIM]
+        bus, req = h[H_BUS], h[H_REQ]
+        lat = float(h[H_LAT])
+        infl = float(h[H_INFLIGHT])
+        rate = min(1.0, h[H_BPC] / bus)
+        sp_rows = h[H_SP_KB] * 1024 // d
+        acc_rows = h[H_ACC_KB] * 1024 // (4 * d)
+        row = out[b]
+        row[:] = 0.0
+
+        # ---- validity (the rules of Mapping.check) -----------------------------------
+        reason = 0
+        seen = np.zeros(7, dtype=np.bool_)
+        for i in range(7):
+            o = order[b, i]
+            if o < 0 or o > 6 or seen[o]:
+                reason = 6 if reason == 0 else reason
+            else:
+                seen[o] = True
+        for lv in range(3):
+            for i in range(7):
+                if factors[b, lv, i] < 1:
+                    reason = 7
+        if reason == 7 or reason == 6:
+            row[0] = reason
+            continue
+        for i in range(7):
+            F[i] = factors[b, 0, i]
+            T[i] = factors[b, 1, i] * factors[b, 2, i]
+            if F[i] * T[i] != dims[i] and reason == 0:
+                reason = 1
+        for i in range(7):
+            if i != _C and i != _K and factors[b, 2, i] != 1 and reason == 0:
+                reason = 2
+        if (factors[b, 2, _C] > d or factors[b, 2, _K] > d) and reason == 0:
+            reason = 3
+        TN, TK, TC, TP, TQ, TR, TS = T[0], T[1], T[2], T[3], T[4], T[5], T[6]
+        cbn, kbn = _cdiv(TC, d), _cdiv(TK, d)
+        in_h, in_w = (TP - 1) * st + TR, (TQ - 1) * st + TS
+        pix_in = TN * in_h * in_w
+        M = TN * TP * TQ
+        in_rows = pix_in * cbn
+        w_rows = TR * TS * kbn * TC
+        o_rows = M * kbn
+        if 2 * (in_rows + w_rows) > sp_rows and reason == 0:
+            reason = 4
+        if 2 * o_rows > acc_rows and reason == 0:
+            reason = 5
+        if reason != 0:
+            row[0] = reason
+            continue
+
+        # ---- tile loads, stores and steps (exact) -------------------------------------
+        Fpos[0] = G
+        loop_at[0] = -1
+        for i in range(7):
+            loop_at[i + 1] = order[b, i]
+            Fpos[i + 1] = F[order[b, i]]
+        c = 1
+        for i in range(8):
+            c *= Fpos[i]
+            cum[i] = c
+        steps = cum[7]
+        LI = LW = LO = -1
+        for i in range(8):
+            if Fpos[i] > 1:
+                lp_ = loop_at[i]
+                if lp_ < 0 or is_in[lp_]:
+                    LI = i
+                if lp_ < 0 or is_w[lp_]:
+                    LW = i
+                if lp_ < 0 or is_o[lp_]:
+                    LO = i
+        n_in = cum[LI] if LI >= 0 else 1
+        n_w = cum[LW] if LW >= 0 else 1
+        visits = cum[LO] if LO >= 0 else 1
+        distinct = G * F[_N] * F[_K] * F[_P] * F[_Q]
+        spills = visits - distinct
+        fences = 0.0
+        if spills > 0:
+            rstar = -1
+            for i in range(8):
+                if loop_at[i] >= 0 and is_red[loop_at[i]] and Fpos[i] > 1 and i < LO:
+                    rstar = i
+            V = 1
+            for i in range(rstar + 1, 8):
+                if loop_at[i] >= 0 and is_o[loop_at[i]]:
+                    V *= Fpos[i]
+            if V > 1:
+                phi = fence_memo.get(V, -1.0)
+                if phi < 0:
+                    phi = fences_per_sweep(V)
+                    fence_memo[V] = phi
+                fences = np.round(spills * phi / V)
+
+        in_bytes = pix_in * TC
+        w_bytes = TR * TS * TC * TK
+        o_elems = M * TK
+        nblk = kbn * TR * TS * cbn
+        a_rows_step = nblk * M
+        row[6] = lay[L_MACS]
+        row[7] = n_in * in_bytes + n_w * w_bytes + spills * o_elems * 4
+        row[8] = distinct * o_elems * e_out + spills * o_elems * 4
+        row[9] = n_in * in_rows + n_w * w_rows
+        row[10] = steps * (a_rows_step + w_rows)
+        row[11] = steps * a_rows_step + spills * o_rows
+        row[12] = steps * a_rows_step - distinct * kbn * M + visits * o_rows
+        row[13] = steps * w_rows
+
+        # ---- DMA geometry per tile ----------------------------------------------------
+        in_size = lay[L_BATCH] * Hp * Wp * lay[L_CTOT]
+        w_addr = _cdiv(in_size, bus) * bus
+        w_size = G * lay[L_RTOT] * lay[L_STOT] * Cg * Kg
+        o_addr = _cdiv(w_addr + w_size, bus) * bus
+        ps_addr = _cdiv(o_addr + lay[L_BATCH] * lay[L_PTOT] * lay[L_QTOT] * lay[L_KTOT] * e_out, bus) * bus
+        gi = lay[L_CTOT]
+        if G > 1:
+            gi = _gcd(gi, Cg)
+        if F[_C] > 1:
+            gi = _gcd(gi, TC)
+        if cbn > 1:
+            gi = _gcd(gi, d)
+        in_r, in_b, in_q = _dma(pix_in, TC, d, gi, 0, 1, bus, req)
+        gw = Kg
+        if G > 1:
+            gw = _gcd(gw, lay[L_RTOT] * lay[L_STOT] * Cg * Kg)
+        if F[_K] > 1:
+            gw = _gcd(gw, TK)
+        if kbn > 1:
+            gw = _gcd(gw, d)
+        w_r, w_b, w_q = _dma(TR * TS * TC, TK, d, gw, w_addr, 1, bus, req)
+        go4 = lay[L_KTOT] * 4
+        goe = lay[L_KTOT] * e_out
+        if G > 1:
+            go4 = _gcd(go4, Kg * 4)
+            goe = _gcd(goe, Kg * e_out)
+        if F[_K] > 1:
+            go4 = _gcd(go4, TK * 4)
+            goe = _gcd(goe, TK * e_out)
+        if kbn > 1:
+            go4 = _gcd(go4, d * 4)
+            goe = _gcd(goe, d * e_out)
+        o_r, o_b, o_q = _dma(M, TK, d, goe, o_addr, e_out, bus, req)
+        p_r, p_b, p_q = _dma(M, TK, d, go4, ps_addr, 4, bus, req)
+
+        # instructions per tile (MVIN / MVOUT of <= dim consecutive rows)
+        if in_w < Wp:
+            seg_in = in_w
+        elif in_h < Hp:
+            seg_in = in_h * in_w
+        else:
+            seg_in = pix_in
+        mv_in = cbn * (pix_in // seg_in) * _cdiv(seg_in, d)
+        if kbn > 1 or TC < Cg:
+            seg_w = TC
+        elif TS < lay[L_STOT]:
+            seg_w = TS * TC
+        else:
+            seg_w = TR * TS * TC
+        mv_w = kbn * ((TR * TS * TC) // seg_w) * _cdiv(seg_w, d)
+        if TQ < lay[L_QTOT]:
+            seg_o = TQ
+        elif TP < lay[L_PTOT]:
+            seg_o = TP * TQ
+        else:
+            seg_o = M
+        mv_o = kbn * (M // seg_o) * _cdiv(seg_o, d)
+        k1 = min(seg_w, d) / max(w_r, 1.0)
+        w_r1, w_b1, w_q1 = w_r * k1, w_b * k1, w_q * k1
+        k1 = min(seg_in, d) / max(in_r, 1.0)
+        in_r1, in_b1, in_q1 = in_r * k1, in_b * k1, in_q * k1
+        k1 = min(seg_o, d) / max(p_r, 1.0)
+        p_r1, p_b1, p_q1 = p_r * k1, p_b * k1, p_q * k1
+
+        # ---- execute time per step ----------------------------------------------------
+        drain = 2.0 * d + par[P_DRAIN_EXTRA]
+        key = (TN, TP, TQ, in_h, in_w, d, int(drain))
+        if key in runs_memo:
+            U, X, run_cycles = runs_memo[key]
+        else:
+            u_, x_, rc_ = pixel_runs(TN, TP, TQ, st, in_h, in_w, d, drain)
+            U, X, run_cycles = float(u_), float(x_), rc_
+            runs_memo[key] = (U, X, run_cycles)
+        blk_time = max(run_cycles, d + par[P_PRELOAD_GAP])
+        E = nblk * blk_time
+        E_rows = nblk * run_cycles
+        ex_insns = nblk * (2 * U + X)
+
+        # ---- loads and stores of a transition at each position -----------------------
+        red_before = 1.0
+        for i in range(8):
+            lpi = loop_at[i]
+            red = lpi >= 0 and is_red[lpi]
+            ldi = 1.0 if i <= LI else 0.0
+            ldw = 1.0 if i <= LW else 0.0
+            cho = 1.0 if i <= LO else 0.0
+            if red:
+                rev, comp = cho, 0.0
+            else:
+                rev, comp = (1.0 - 1.0 / red_before) * cho, cho / red_before
+            if red and Fpos[i] > 1:
+                red_before *= Fpos[i]
+            lt[i] = _t_load(rev * p_r + ldi * in_r + ldw * w_r, rev * p_b + ldi * in_b + ldw * w_b,
+                            rev * p_q + ldi * in_q + ldw * w_q, rate, lat, infl, par)
+            lb[i] = rev * p_b + ldi * in_b + ldw * w_b
+            li[i] = rev * mv_o + ldi * mv_in + ldw * mv_w
+            lp[i] = rev
+            # rows up to the load item the next step's first COMPUTE waits for
+            if ldw > 0:
+                nr = rev * p_r + ldi * in_r + w_r1
+                nb = rev * p_b + ldi * in_b + w_b1
+                nq = rev * p_q + ldi * in_q + w_q1
+            elif ldi > 0:
+                nr, nb, nq = rev * p_r + in_r1, rev * p_b + in_b1, rev * p_q + in_q1
+            else:
+                nr, nb, nq = rev * p_r1, rev * p_b1, rev * p_q1
+            ln[i] = _t_load(nr, nb, nq, rate, lat, infl, par)
+            spl = cho - comp
+            s_t[i] = _t_store(comp * o_r + spl * p_r, comp * o_b + spl * p_b, comp * o_q + spl * p_q,
+                              rate, lat, infl, par)
+            s_b[i] = comp * o_b + spl * p_b
+            s_i[i] = cho * mv_o
+
+        # ---- steps by pairs of transitions ---------------------------------------------
+        zpos = -1
+        for i in range(8):
+            if Fpos[i] > 1:
+                zpos = i
+        mid = 0.0
+        t_first = 0.0
+        t_last = 0.0
+        if zpos >= 0:
+            n_z = 0
+            n_nz = 0
+            prev = 1
+            for i in range(8):
+                ntr = (Fpos[i] - 1) * prev if Fpos[i] > 1 else 0
+                prev = cum[i]
+                if i == zpos:
+                    n_z = ntr
+                    continue
+                n_nz += ntr
+                if ntr > 0:
+                    # (z -> i): loads of transition i, stores of z; (i -> z): the reverse
+                    t_zb = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
+                                      lt[i], lb[i], li[i], ln[i], lp[i], s_t[zpos], s_b[zpos], s_i[zpos])
+                    t_az = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
+                                      lt[zpos], lb[zpos], li[zpos], ln[zpos], lp[zpos], s_t[i], s_b[i], s_i[i])
+                    mid += ntr * (t_zb + t_az)
+            c_zz = max(n_z - 1 - n_nz, 0)
+            z = zpos
+            mid += c_zz * _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
+                                     lt[z], lb[z], li[z], ln[z], lp[z], s_t[z], s_b[z], s_i[z])
+            t_first = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
+                                 lt[z], lb[z], li[z], ln[z], lp[z], 0.0, 0.0, 0.0)
+            t_last = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
+                                0.0, 0.0, 0.0, 0.0, 0.0, s_t[z], s_b[z], s_i[z])
+        else:
+            t_first = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
+                                 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        t_pro = _t_load_done(in_r + w_r, in_b + w_b, in_q + w_q, rate, lat, infl, par) + par[P_PRO_EXTRA]
+        t_epi = drain + _t_store_done(o_r, o_b, o_q, rate, lat, infl, par) + par[P_EPI_EXTRA]
+        t_fence = fences * (lat + drain + par[P_FENCE_EXTRA])
+        cycles = t_pro + t_first + mid + t_last + t_epi + t_fence
+
+        row[1] = cycles
+        row[2] = min(cycles, n_in * _t_load(in_r, in_b, in_q, rate, lat, infl, par)
+                     + n_w * _t_load(w_r, w_b, w_q, rate, lat, infl, par)
+                     + spills * _t_load(p_r, p_b, p_q, rate, lat, infl, par) + lat)
+        row[3] = min(cycles, steps * E + drain)
+        row[4] = min(cycles, distinct * _t_store(o_r, o_b, o_q, rate, lat, infl, par)
+                     + spills * _t_store(p_r, p_b, p_q, rate, lat, infl, par) + lat)
+        row[5] = (steps * ex_insns + n_in * mv_in + n_w * mv_w + spills * mv_o + visits * mv_o
+                  + 5 + (1 if spills > 0 else 0) + fences)
+        row[14] = t_pro
+        row[15] = t_first + mid + t_last
+        row[16] = t_epi
+        row[17] = t_fence
+        row[18] = fences
+        row[19] = steps
