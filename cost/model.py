@@ -1,7 +1,9 @@
 """Analytical latency and access-count model of the RTL, vectorised over a batch.
 
 ``evaluate_arrays(layer, hw, factors, order)`` evaluates B (hardware, mapping) pairs for
-one layer with numpy, no Python loop over samples. Inputs (a contract shared with
+one layer: the per-sample arithmetic is `cost.kernel`, compiled with Numba, so a batch
+runs at over a million evaluations per second per core (scripts/bench_cost.py) and one
+evaluation (`cost.evaluate`) runs the same code. Inputs (a contract shared with
 `search.space`):
 
     hw        dict HardwareConfig field -> int array (B,) or scalar (missing = default)
@@ -12,7 +14,8 @@ one layer with numpy, no Python loop over samples. Inputs (a contract shared wit
 It returns a dict of arrays (B,): ``feasible`` (bool), ``reason`` (int code, see
 `REASONS`), ``cycles`` (float), the counters of `hw.result.COUNT_KEYS`, ``busy_load``,
 ``busy_exec``, ``busy_store``, ``instructions``, ``energy_pj``, ``area_mm2``, ``edp``
-and ``utilisation`` (NaN / 0 where infeasible).
+and ``utilisation`` (NaN / 0 where infeasible), and the latency's parts:
+``t_prologue``, ``t_steps``, ``t_epilogue``, ``t_fences``, ``fences``, ``steps``.
 
 What the model follows (the compiler `sim.compiler` and the units of `hw/`)
 ---------------------------------------------------------------------------
@@ -54,9 +57,13 @@ write acknowledgements are not either (epilogue), and a step whose first store o
 waits for the previous step's last COMPUTE to drain from the array loses that wait when
 the step's own execute work before that instruction is shorter (a hazard bubble).
 
-Calibration: the constants in `TimingParams` were set against RTL runs (see
-scripts/validate_cost.py and BENCHMARKS.md); they are small per-event cycle counts,
-not fitted scale factors.
+A FENCE (the compiler puts one before reloading partial sums whose spill may still be
+in flight) drains the whole machine: each costs a drain plus a DRAM latency. The
+number of FENCEs follows from the cycle of output tiles between spills and reloads.
+
+Calibration: the constants in `TimingParams` were set against RTL runs of a calibration
+corpus separate from the validation triples (see scripts/validate_cost.py and
+BENCHMARKS.md); they are small per-event cycle counts, not fitted scale factors.
 """
 
 from __future__ import annotations

@@ -36,10 +36,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hw.config import HardwareConfig  # noqa: E402
-from hw.layer import Layer  # noqa: E402
-from hw.mapping import Mapping  # noqa: E402
-from hw.result import COUNT_KEYS, Result  # noqa: E402
+from hw.config import HardwareConfig
+from hw.layer import Layer
+from hw.mapping import Mapping
+from hw.result import COUNT_KEYS, Result
 
 POOL = (
     # DIM 4 with a narrow, slow memory system (8-byte bus, 32-byte requests, 4 in flight)
