@@ -23,7 +23,7 @@ GEN_FLAGS = $(strip --dim $(SIZE) --out-dir $(OUT_DIR) \
 	$(foreach p,$(CONFIG_VARS),$(if $($(call _var,$(p))),--$(call _flag,$(p)) $($(call _var,$(p))))) \
 	$(GEN_ARGS))
 
-.PHONY: install test test-slow rtl lint-rtl bench clean clean-cache
+.PHONY: install test test-slow rtl lint-rtl bench bench-cost validate-cost clean clean-cache
 
 install:
 	$(PYTHON) -m pip install -e .
@@ -40,8 +40,17 @@ rtl:
 lint-rtl:
 	@$(PYTHON) -m hw.generate $(GEN_FLAGS) --lint
 
-bench:
+bench: bench-cost
 	$(PYTHON) scripts/bench_rtl.py
+
+bench-cost:
+	$(PYTHON) scripts/bench_cost.py
+
+# Analytical model vs RTL on N random triples (RTL results cached under build/validate_cost)
+N    ?= 300
+SEED ?= 1
+validate-cost:
+	$(PYTHON) scripts/validate_cost.py --n $(N) --seed $(SEED)
 
 # Removes this checkout's outputs (build/, including the test build cache build/sim-cache).
 clean:
