@@ -79,7 +79,7 @@ from hw.layer import LOOPS, Layer
 from . import kernel
 from .energy import DEFAULT_TABLE, EnergyTable, area_mm2, energy_pj
 
-__all__ = ["HW_FIELDS", "REASONS", "TimingParams", "evaluate_arrays", "hw_arrays", "layer_constants"]
+__all__ = ["HW_FIELDS", "REASONS", "TimingParams", "evaluate_arrays", "hw_arrays", "layer_constants", "warm_up"]
 
 HW_FIELDS = tuple(f.name for f in dataclasses.fields(HardwareConfig))
 REASONS = {
@@ -200,3 +200,11 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
     res["edp"] = res["energy_pj"] * cycles
     res["utilisation"] = layer.macs / (d * d * cycles)
     return res
+
+
+def warm_up() -> None:
+    """Load (or compile) the Numba kernel now, e.g. before a progress bar starts: the first
+    evaluation of a process otherwise pays for it (about 0.5 s from the on-disk cache)."""
+    layer = Layer.gemm("warm_up", m=4, k=4, n=4)
+    factors = np.array([[[1] * 7, [1, 1, 1, 4, 1, 1, 1], [1, 4, 4, 1, 1, 1, 1]]])
+    evaluate_arrays(layer, HardwareConfig(dim=4), factors, np.arange(7)[None])

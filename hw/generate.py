@@ -49,9 +49,19 @@ class _OneLineParser(argparse.ArgumentParser):
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
     """Add one --flag per HardwareConfig field, and --from-json, to a parser."""
     doc = {}  # field -> description, from HardwareConfig's docstring table
-    for names, text in re.findall(r"^\s+([a-z_]+(?:,\s*[a-z_]+)*)\s{2,}(\S.*)$", HardwareConfig.__doc__ or "", re.M):
-        for name in names.split(","):
-            doc[name.strip()] = text.strip()
+    current, column = [], 0
+    for line in (HardwareConfig.__doc__ or "").splitlines():
+        m = re.match(r"^(\s+)([a-z_]+(?:,\s*[a-z_]+)*)\s{2,}(\S.*)$", line)
+        if m:
+            current = [n.strip() for n in m.group(2).split(",")]
+            column = m.start(3)
+            for name in current:
+                doc[name] = m.group(3).strip()
+        elif current and line.strip() and len(line) - len(line.lstrip()) >= column:
+            for name in current:    # a continuation line of the description
+                doc[name] += " " + line.strip()
+        else:
+            current = []
     for f in dataclasses.fields(HardwareConfig):
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=int, metavar="N",
                        help=f"{doc.get(f.name, f.name)} (default {f.default})")

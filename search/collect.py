@@ -356,6 +356,9 @@ def _init_worker(spec: Spec, ppid: int) -> None:
     _SPEC = spec
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the collector's to handle
     threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+    if spec.fidelity == "analytical":
+        from cost.model import warm_up
+        warm_up()
 
 
 def _pool_task(idx, u):
@@ -577,6 +580,9 @@ def _run(spec, store, pending, n, workers, ray, batch, quiet, err, already) -> i
 
     if spec.fidelity == "analytical":
         tasks = _analytical_tasks(store, pending, n, batch)
+        if len(pending) and ray is None and workers == 1:
+            from cost.model import warm_up
+            warm_up()   # the compiled model is loaded before the progress bar starts
     else:
         tasks = _rtl_tasks(spec, store, pending, n) if len(pending) else []
     bar = tqdm(total=n, initial=already, unit="sample", disable=quiet, file=err, dynamic_ncols=True,

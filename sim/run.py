@@ -96,13 +96,15 @@ def _summary(hw, layer, mapping, r) -> str:
         return "\n".join(lines)
     c = r.counts
     lines += [
-        f"cycles   {r.cycles:,}   utilisation {r.utilisation:.3f}   verified {r.verified}",
+        f"cycles   {r.cycles:,}   utilisation {r.utilisation:.3f}   "
+        + (f"verified {r.verified}" if r.fidelity == "rtl" else f"fidelity {r.fidelity}"),
         f"busy     load {r.busy['load']:,}  exec {r.busy['exec']:,}  store {r.busy['store']:,}",
         f"DRAM     read {c['dram_bytes_read']:,} B  written {c['dram_bytes_written']:,} B",
         f"local    sp reads {c['sp_reads']:,} writes {c['sp_writes']:,}   "
         f"acc reads {c['acc_reads']:,} writes {c['acc_writes']:,}",
         f"MACs     {c['macs']:,}   weight rows loaded {c['weight_loads']:,}   "
-        f"instructions {r.extra.get('instructions', 0):,}   sim {r.extra.get('sim_wall_s', 0):.2f} s",
+        f"instructions {r.extra.get('instructions', 0):,}"
+        + (f"   sim {r.extra.get('sim_wall_s', 0):.2f} s" if "sim_wall_s" in r.extra else ""),
     ]
     return "\n".join(lines)
 
