@@ -138,42 +138,25 @@ def fences_per_sweep(v, sweeps=12):
 
 
 @njit(cache=True)
-def _t_load(rows, beats, reqs, rate, lat, infl, par):
-    """Cycles the load unit needs (issue, bandwidth, rows and requests in flight)."""
+def _t_load(rows, beats, reqs, rate, lat, infl, par, done=False):
+    """Cycles the load unit needs for a batch of rows (issue, bandwidth, rows and requests
+    in flight); with `done`, until the last row has arrived (one more latency after the
+    issue / bandwidth time; the in-flight terms hold their latencies already)."""
     if rows <= 0:
         return 0.0
-    t = max(reqs, beats / rate)
+    t = max(reqs, beats / rate) + (lat if done else 0.0)
     t = max(t, rows * (lat + par[P_ROW_OVH] + beats / rows / rate) / max(2.0, infl))
     t = max(t, reqs * (lat + par[P_REQ_OVH] + beats / max(reqs, 1e-9) / rate) / infl)
     return t
 
 
 @njit(cache=True)
-def _t_load_done(rows, beats, reqs, rate, lat, infl, par):
-    """Cycles until the last row of a batch has arrived."""
+def _t_store(rows, beats, reqs, rate, lat, infl, par, done=False):
+    """Cycles the store unit needs (rows, beats, write requests until acknowledged); with
+    `done`, until the last write is acknowledged."""
     if rows <= 0:
         return 0.0
-    t = max(reqs, beats / rate) + lat
-    t = max(t, rows * (lat + par[P_ROW_OVH] + beats / rows / rate) / max(2.0, infl))
-    t = max(t, reqs * (lat + par[P_REQ_OVH] + beats / max(reqs, 1e-9) / rate) / infl)
-    return t
-
-
-@njit(cache=True)
-def _t_store(rows, beats, reqs, rate, lat, infl, par):
-    """Cycles the store unit needs (rows, beats, write requests until acknowledged)."""
-    if rows <= 0:
-        return 0.0
-    t = max(rows, beats / rate)
-    return max(t, reqs * (lat + par[P_ACK_OVH] + beats / max(reqs, 1e-9) / rate) / infl)
-
-
-@njit(cache=True)
-def _t_store_done(rows, beats, reqs, rate, lat, infl, par):
-    """Cycles until the last store of a batch is acknowledged."""
-    if rows <= 0:
-        return 0.0
-    t = max(rows, beats / rate) + lat
+    t = max(rows, beats / rate) + (lat if done else 0.0)
     return max(t, reqs * (lat + par[P_ACK_OVH] + beats / max(reqs, 1e-9) / rate) / infl)
 
 
@@ -500,8 +483,8 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
         else:
             t_first = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                  0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        t_pro = _t_load_done(in_r + w_r, in_b + w_b, in_q + w_q, rate, lat, infl, par) + par[P_PRO_EXTRA]
-        t_epi = drain + _t_store_done(o_r, o_b, o_q, rate, lat, infl, par) + par[P_EPI_EXTRA]
+        t_pro = _t_load(in_r + w_r, in_b + w_b, in_q + w_q, rate, lat, infl, par, True) + par[P_PRO_EXTRA]
+        t_epi = drain + _t_store(o_r, o_b, o_q, rate, lat, infl, par, True) + par[P_EPI_EXTRA]
         t_fence = fences * (lat + drain + par[P_FENCE_EXTRA])
         cycles = t_pro + t_first + mid + t_last + t_epi + t_fence
 

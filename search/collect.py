@@ -69,6 +69,7 @@ from hw.config import HardwareConfig
 from hw.layer import LOOPS, Layer
 from hw.mapping import LEVELS
 from hw.result import BUSY_KEYS, COUNT_KEYS, Result
+from search.cli import RaisingParser, UsageError
 from search.dataset import (
     COLUMN_NAMES,
     DB_NAME,
@@ -634,17 +635,8 @@ def _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s) -> list
     return workloads
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one "error:" line (from main) instead of usage + exit
-        raise _UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m search.collect", description=__doc__.split("\n\n")[0],
+    p = RaisingParser(prog="python -m search.collect", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fidelity", choices=FIDELITIES, help="evaluator: analytical model or RTL simulation")
     p.add_argument("--workloads", help="comma-separated workload names or files, e.g. resnet50,bert,unet,retinanet")
@@ -669,7 +661,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-    except _UsageError as e:
+    except UsageError as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     if args.summary is not None:

@@ -121,6 +121,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from hw.layer import Layer
+from search.cli import RaisingParser, UsageError
 from search.workload_file import (
     FILE_SUFFIXES,
     WorkloadError,
@@ -448,17 +449,8 @@ def get_workload(name: str | os.PathLike, batch: int = 1) -> list[Layer]:
 _TABLE_COLUMNS = ("n", "k", "c", "p", "q", "r", "s", "stride", "pad", "groups", "count")
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one "error:" line (from main) instead of usage + exit
-        raise _UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = RaisingParser(
         prog="python -m search.workloads",
         description="List the built-in workloads, or print one workload's layers. "
                     "'layers' counts occurrences (sum of count); MACs are per row, times count.")
@@ -517,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_list_workloads(args.batch))
             return 0
         layers = get_workload(args.name, batch=args.batch)
-    except (_UsageError, WorkloadError) as e:
+    except (UsageError, WorkloadError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     shown = unique_layers(layers) if args.unique else layers
