@@ -49,11 +49,13 @@ def result_from_arrays(arrays: dict, i: int, *, reason_text: str | None = None, 
     """Row i of an `evaluate_arrays` output as a `Result` (fidelity "analytical")."""
     if not arrays["feasible"][i]:
         return Result.infeasible(reason_text or REASONS[int(arrays["reason"][i])], "analytical", **extra)
-    cycles = int(math.ceil(float(arrays["cycles"][i])))
+    exact = float(arrays["cycles"][i])
+    cycles = int(math.ceil(exact))
     counts = {k: int(arrays[k][i]) for k in COUNT_KEYS}
     busy = {k: min(cycles, int(round(float(arrays[f"busy_{k}"][i])))) for k in BUSY_KEYS}
     return Result(cycles=cycles, busy=busy, counts=counts,
-                  utilisation=float(arrays["utilisation"][i]), feasible=True, reason=None,
+                  utilisation=float(arrays["utilisation"][i]) * exact / cycles,  # of the whole cycles
+                  feasible=True, reason=None,
                   verified=False, fidelity="analytical", energy_pj=float(arrays["energy_pj"][i]),
                   area_mm2=float(arrays["area_mm2"][i]),
                   extra={"instructions": int(arrays["instructions"][i]), **extra})
