@@ -123,22 +123,19 @@ def _text(hw, layer: Layer, mapping: Mapping | None, r: Result, breakdown: dict 
     ])
 
 
-def _run_layer(args, layer: Layer, hw, config_reason: str | None, table: EnergyTable) -> int:
+def _run_layer(args, layer: Layer, hw, table: EnergyTable) -> int:
     mapping = None
-    if config_reason is not None:
-        r = Result.infeasible(config_reason, "analytical")
+    try:
+        mapping = _mapping(args, hw, layer)
+    except MappingError as e:  # unreadable file, not a mapping, or no mapping fits (auto)
+        reason = _line(e)
+        if args.mapping != "auto" and not reason.startswith("cannot read mapping file"):
+            reason = f"mapping file {args.mapping}: {reason}"
+        r = Result.infeasible(reason, "analytical")
+    except ValueError as e:     # json.JSONDecodeError
+        r = Result.infeasible(f"mapping file {args.mapping} is not valid JSON: {_line(e)}", "analytical")
     else:
-        try:
-            mapping = _mapping(args, hw, layer)
-        except MappingError as e:  # unreadable file, not a mapping, or no mapping fits (auto)
-            reason = _line(e)
-            if args.mapping != "auto" and not reason.startswith("cannot read mapping file"):
-                reason = f"mapping file {args.mapping}: {reason}"
-            r = Result.infeasible(reason, "analytical")
-        except ValueError as e:     # json.JSONDecodeError
-            r = Result.infeasible(f"mapping file {args.mapping} is not valid JSON: {_line(e)}", "analytical")
-        else:
-            r = _evaluate_layer(hw, layer, mapping, args, table)
+        r = _evaluate_layer(hw, layer, mapping, args, table)
     breakdown = _breakdown(r, hw, table)
     print(json.dumps(_record(r, breakdown), sort_keys=True) if args.json
           else _text(hw, layer, mapping, r, breakdown))
@@ -156,19 +153,16 @@ def _table(rows: list[list[str]]) -> str:
                      .rstrip() for row in rows)
 
 
-def _run_workload(args, layers: list[Layer], hw, config_reason: str | None, table: EnergyTable) -> int:
+def _run_workload(args, layers: list[Layer], hw, table: EnergyTable) -> int:
     entries, results = [], []
     for layer in layers:
         mapping = None
-        if config_reason is not None:
-            r = Result.infeasible(config_reason, "analytical")
+        try:
+            mapping = default_mapping(hw, layer)
+        except MappingError as e:
+            r = Result.infeasible(_line(e), "analytical")
         else:
-            try:
-                mapping = default_mapping(hw, layer)
-            except MappingError as e:
-                r = Result.infeasible(_line(e), "analytical")
-            else:
-                r = _evaluate_layer(hw, layer, mapping, args, table)
+            r = _evaluate_layer(hw, layer, mapping, args, table)
         results.append(r)
         entries.append({"name": layer.name, "count": layer.count, "layer": layer.to_dict(),
                         "mapping": mapping.to_dict() if mapping is not None else None,
@@ -228,14 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     except (LayerError, EnergyError, WorkloadError, ValueError) as e:
         print(f"error: {_line(e)}", file=sys.stderr)
         return 2
-    hw, config_reason = None, None
     try:
         hw = config_from_args(args)
-    except ConfigError as e:  # reported as an infeasible result (exit 1), like a bad mapping
-        config_reason = f"bad hardware configuration: {_line(e)}"
+    except ConfigError as e:  # bad input, as in sim.run: one line, exit 2
+        print(f"error: {_line(e)}", file=sys.stderr)
+        return 2
     if args.workload is not None:
-        return _run_workload(args, layers, hw, config_reason, table)
-    return _run_layer(args, layer, hw, config_reason, table)
+        return _run_workload(args, layers, hw, table)
+    return _run_layer(args, layer, hw, table)
 
 
 if __name__ == "__main__":

@@ -241,14 +241,15 @@ def test_bad_mapping_file_is_an_infeasible_result(capsys, tmp_path, content, rea
     assert rc == 1 and d["feasible"] is False and reason in d["reason"]
 
 
-def test_bad_hardware_configuration_is_an_infeasible_result(capsys, tmp_path):
+def test_bad_hardware_configuration_is_a_one_line_error(capsys, tmp_path):
+    """As in sim.run: a configuration outside the allowed ranges is bad input (exit 2)."""
     rc, out, err = run(capsys, GEMM + ["--dim", "3"])
-    assert rc == 1 and err == ""
-    assert "INFEASIBLE: bad hardware configuration: HardwareConfig.dim must be one of 4, 8, 16, 32" in out
+    assert rc == 2 and out == ""
+    assert err.strip() == "error: HardwareConfig.dim must be one of 4, 8, 16, 32; got 3"
     cfg = tmp_path / "hw.json"
     cfg.write_text('{"dim": 16, "colour": "red"}')
-    rc, d = run_json(capsys, GEMM + ["--from-json", str(cfg)])
-    assert rc == 1 and d["feasible"] is False and "unknown HardwareConfig field(s) ['colour']" in d["reason"]
+    rc, out, err = run(capsys, GEMM + ["--from-json", str(cfg)])
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "unknown HardwareConfig field(s) ['colour']" in err
 
 
 # ---- RTL-only options --------------------------------------------------------------------------
@@ -320,14 +321,10 @@ def test_workload_text_table_and_totals(capsys):
 
 
 def test_workload_on_a_bad_configuration(capsys):
-    rc, d = run_json(capsys, ["--workload", "resnet50", "--acc-kb", "7"])
-    assert rc == 1
-    assert not any(e["feasible"] for e in d["layers"])
-    assert all("acc_kb" in e["reason"] for e in d["layers"])
-    assert d["total"]["feasible"] is False
-    assert d["total"]["energy_pj"] is None and d["total"]["edp"] is None   # NaN becomes null
-    rc, out, _ = run(capsys, ["--workload", "resnet50", "--acc-kb", "7"])
-    assert rc == 1 and "INFEASIBLE: 24 of 24 layers" in out
+    rc, out, err = run(capsys, ["--workload", "resnet50", "--acc-kb", "7"])
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("error: HardwareConfig.acc_kb must be") and err.strip().endswith("got 7")
 
 
 def test_workload_file(capsys, tmp_path):
