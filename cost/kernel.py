@@ -221,6 +221,7 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
     s_i = np.empty(8)
     F = np.empty(7, dtype=np.int64)
     T = np.empty(7, dtype=np.int64)
+    seen = np.empty(7, dtype=np.bool_)
     for b in range(factors.shape[0]):
         h = hwm[b]
         d = h[H_DIM]
@@ -235,7 +236,7 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
 
         # ---- validity (the rules of Mapping.check) -----------------------------------
         reason = 0
-        seen = np.zeros(7, dtype=np.bool_)
+        seen[:] = False
         for i in range(7):
             o = order[b, i]
             if o < 0 or o > 6 or seen[o]:
