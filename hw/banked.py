@@ -12,6 +12,11 @@ I/O ports (per write client i)
     wr_req[i], wr_addr[i], wr_data[i], wr_mask[i]  ->  wr_gnt[i] (written at the clock edge)
 Statistics
     n_reads, n_writes      rows read / written this cycle (for performance counters)
+Runtime bank size (``runtime_bank_rows=True``, simulation builds only)
+    bank_rows_in           rows per bank in use, <= depth // banks (held constant during a
+                           run): the bank boundaries of a smaller memory of
+                           ``bank_rows * banks`` rows, so one build serves every capacity
+                           cycle for cycle (see `hw.top.Top`'s ``capacity_ports``)
 
 Reads are transparent to the same bank's write in the same cycle, so a read-modify-write
 pipeline that reads a row in the cycle it is being written sees the new value.
@@ -27,7 +32,7 @@ __all__ = ["BankedMemory"]
 
 class BankedMemory(wiring.Component):
     def __init__(self, *, width: int, depth: int, banks: int, n_read: int, n_write: int,
-                 granularity: int | None = None):
+                 granularity: int | None = None, runtime_bank_rows: bool = False):
         if banks not in (1, 2, 4, 8):
             raise ValueError(f"banks must be one of 1, 2, 4, 8, not {banks!r}")
         if depth % banks:
@@ -38,6 +43,7 @@ class BankedMemory(wiring.Component):
         self.bank_rows = depth // banks
         self.granularity = granularity
         self.n_read, self.n_write = n_read, n_write
+        self.runtime_bank_rows = runtime_bank_rows
         aw = ceil_log2(depth)
         self.addr_width = aw
         mw = 1 if granularity is None else width // granularity
@@ -46,6 +52,8 @@ class BankedMemory(wiring.Component):
             "n_reads": Out(range(n_read + 1)),
             "n_writes": Out(range(n_write + 1)),
         }
+        if runtime_bank_rows:
+            sig["bank_rows_in"] = In(range(self.bank_rows + 1))
         for i in range(n_read):
             sig[f"rd_req_{i}"] = In(1)
             sig[f"rd_addr_{i}"] = In(aw)
@@ -69,10 +77,12 @@ class BankedMemory(wiring.Component):
                 getattr(self, f"wr_gnt_{i}"))
 
     def _split(self, m, addr, name):
-        """(bank index, row within bank) of a row address: banks are consecutive ranges."""
-        nb, br = self.banks, self.bank_rows
+        """(bank index, row within bank) of a row address: banks are consecutive ranges of
+        `bank_rows` rows (the constant, or the runtime input)."""
+        nb = self.banks
+        br = self.bank_rows_in if self.runtime_bank_rows else self.bank_rows
         bank = Signal(range(nb), name=f"{name}_bank")
-        row = Signal(range(br), name=f"{name}_row")
+        row = Signal(range(self.bank_rows), name=f"{name}_row")
         if nb == 1:
             m.d.comb += [bank.eq(0), row.eq(addr)]
         else:
@@ -83,6 +93,7 @@ class BankedMemory(wiring.Component):
                 offs = Mux(bank == i, i * br, offs)
             m.d.comb += row.eq(addr - offs)
         return bank, row
+
 
     def elaborate(self, platform):
         m = Module()

@@ -16,7 +16,10 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-__all__ = ["HardwareConfig", "ConfigError"]
+__all__ = ["HardwareConfig", "ConfigError", "MAX_MEM_KB"]
+
+#: Largest scratchpad or accumulator capacity in KB (the range of sp_kb and acc_kb).
+MAX_MEM_KB = 256
 
 
 class ConfigError(ValueError):
@@ -30,8 +33,8 @@ def _pow2(x: int) -> bool:
 # name -> (description of the allowed values, predicate)
 _RULES = {
     "dim": ("one of 4, 8, 16, 32", lambda v: v in (4, 8, 16, 32)),
-    "sp_kb": ("a multiple of 8 from 8 to 256", lambda v: 8 <= v <= 256 and v % 8 == 0),
-    "acc_kb": ("a multiple of 8 from 8 to 256", lambda v: 8 <= v <= 256 and v % 8 == 0),
+    "sp_kb": ("a multiple of 8 from 8 to 256", lambda v: 8 <= v <= MAX_MEM_KB and v % 8 == 0),
+    "acc_kb": ("a multiple of 8 from 8 to 256", lambda v: 8 <= v <= MAX_MEM_KB and v % 8 == 0),
     "sp_banks": ("one of 1, 2, 4, 8", lambda v: v in (1, 2, 4, 8)),
     "acc_banks": ("one of 1, 2, 4, 8", lambda v: v in (1, 2, 4, 8)),
     "dma_bus_bytes": ("one of 4, 8, 16, 32, 64", lambda v: v in (4, 8, 16, 32, 64)),
@@ -119,6 +122,14 @@ class HardwareConfig:
     @property
     def peak_macs_per_cycle(self) -> int:
         return self.dim * self.dim
+
+    def superset(self) -> "HardwareConfig":
+        """This configuration with the largest scratchpad and accumulator (256 KB each).
+
+        A simulation model generated with ``capacity_ports`` (`hw.top.Top`) from the
+        superset runs any capacity of the same family cycle for cycle: the memories'
+        bank boundaries come from ports set to this configuration's bank sizes."""
+        return dataclasses.replace(self, sp_kb=MAX_MEM_KB, acc_kb=MAX_MEM_KB)
 
     # ---- serialisation ------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -17,6 +17,18 @@ I/O ports
                                    (the program, `+IMEM_IN=`, is streamed by the host on start)
     dram_dump, dram_dump_lo/hi     pulse: write DRAM words lo..hi to the `+DRAM_OUT=` file
     <counter>                      64-bit performance counters, see COUNTERS; reset by start
+    sp_bank_rows, acc_bank_rows    (only with ``capacity_ports``) rows per scratchpad and
+                                   accumulator bank of the configuration being simulated;
+                                   held constant while a program runs
+
+``capacity_ports=True`` (simulation models only): the memories have the capacity of
+``cfg.superset()`` (256 KB each) and their bank boundaries are the two ports' values, so
+one model runs every scratchpad and accumulator capacity of the family (same DIM, banks,
+DMA and DRAM parameters). With the ports set to ``cfg.sp_bank_rows`` and
+``cfg.acc_bank_rows`` and a program that stays within ``cfg``'s rows, every cycle is
+that of ``Top(cfg)``: the bank of an address and its row in the bank are the same
+functions of the address, computed from a port instead of a constant, and nothing else
+in the design depends on the capacity (tests/sim/test_superset.py compares the two).
 """
 
 import re
@@ -56,15 +68,18 @@ COUNTERS = {
 
 
 class Top(wiring.Component):
-    def __init__(self, cfg: HardwareConfig, *, backdoor: bool = True):
+    def __init__(self, cfg: HardwareConfig, *, backdoor: bool = True, capacity_ports: bool = False):
         if not isinstance(cfg, HardwareConfig):
             raise TypeError(f"Top needs a HardwareConfig, not {cfg!r}")
         self.cfg = cfg
         self.backdoor = backdoor
+        self.capacity_ports = capacity_ports
         d = cfg.dim
-        self.sp = BankedMemory(width=8 * d, depth=cfg.sp_rows, banks=cfg.sp_banks, n_read=3, n_write=1)
-        self.acc = BankedMemory(width=32 * d, depth=cfg.acc_rows, banks=cfg.acc_banks, n_read=2, n_write=2,
-                                granularity=32)
+        mem = cfg.superset() if capacity_ports else cfg
+        self.sp = BankedMemory(width=8 * d, depth=mem.sp_rows, banks=cfg.sp_banks, n_read=3, n_write=1,
+                               runtime_bank_rows=capacity_ports)
+        self.acc = BankedMemory(width=32 * d, depth=mem.acc_rows, banks=cfg.acc_banks, n_read=2, n_write=2,
+                                granularity=32, runtime_bank_rows=capacity_ports)
         self.dram = DramModel(cfg, backdoor=backdoor)
         self.host = HostStream(backdoor=backdoor)
         self.frontend = Frontend(cfg.imem_depth)
@@ -77,6 +92,9 @@ class Top(wiring.Component):
             "dram_load": In(1), "dram_dump": In(1),
             "dram_dump_lo": In(aw), "dram_dump_hi": In(aw),
         }
+        if capacity_ports:
+            sig |= {"sp_bank_rows": In(range(self.sp.bank_rows + 1)),
+                    "acc_bank_rows": In(range(self.acc.bank_rows + 1))}
         sig |= {name: Out(COUNTER_BITS) for name in COUNTERS}
         super().__init__(sig)
 
@@ -97,6 +115,8 @@ class Top(wiring.Component):
             fe.start.eq(self.start),
             self.running.eq(fe.running), self.done.eq(fe.done), self.fault.eq(fe.fault),
         ]
+        if self.capacity_ports:
+            m.d.comb += [sp.bank_rows_in.eq(self.sp_bank_rows), acc.bank_rows_in.eq(self.acc_bank_rows)]
 
         # Frontend <-> controllers.
         for u, unit in (("ld", ld), ("ex", ex), ("st", st)):
@@ -180,9 +200,9 @@ def strip_zero_memory_init(text: str) -> str:
     return _ZERO_INIT.sub("", text)
 
 
-def generate_verilog(cfg: HardwareConfig) -> str:
+def generate_verilog(cfg: HardwareConfig, *, capacity_ports: bool = False) -> str:
     """Verilog of the whole accelerator (top module `top`) plus the simulation-only
-    backdoor memory module it instantiates."""
-    top = Top(cfg)
+    backdoor memory module it instantiates; ``capacity_ports``: see the module docstring."""
+    top = Top(cfg, capacity_ports=capacity_ports)
     text = strip_zero_memory_init(verilog.convert(top, name="top", emit_src=False))
     return text + "\n" + SIM_VERILOG.read_text() + "\n" + HOST_VERILOG.read_text()

@@ -2,7 +2,7 @@
 
     python -m search.collect --fidelity {analytical,rtl} --workloads resnet50,bert,unet,retinanet \\
         --n 65536 --seed S --out DIR [--workers W] [--ray ADDRESS] [--batch B] [--parquet] [--quiet] \\
-        [--cache-dir DIR] [--timeout SECONDS] [--retry-errors]
+        [--cache-dir DIR] [--timeout SECONDS] [--retry-errors] [--models {family,exact}] [--max-cycles N]
     python -m search.collect --summary DIR
 
 Samples. The space's layers are the unique layer shapes (`search.workloads.unique_layers`)
@@ -22,16 +22,29 @@ raises is stored infeasible with reason ``error: ...`` (``--retry-errors`` evalu
 again), except a `VerificationError` (the RTL disagrees with the reference: a bug),
 which stops the collection with exit status 1.
 
+RTL cost controls. ``--models family`` (default) simulates every scratchpad and
+accumulator size of an array size on one Verilator model (`sim.evaluate`'s
+``superset``: the largest memories with the configuration's bank boundaries set through
+ports, cycle for cycle the configuration's own model, tests/sim/test_superset.py), so a
+collection builds four models instead of one per sample; ``--models exact`` builds each
+configuration. A fitting sample whose analytical estimate (`cost.evaluate`) exceeds
+``--max-cycles`` (default 20,000,000; 0: no limit) is stored unsimulated, infeasible with
+reason ``not simulated: ...`` and the estimate in ``extra.estimated_cycles``. The
+simulation-only DRAM model is sized to the largest layer of the space
+(`sim.compiler.dram_mb_for`, at least the default 16 MB; recorded in ``hw_base``).
+
 Store and resumption. `search.dataset` (SQLite, WAL). Every batch of results is one
 transaction, written by this process only; a run killed at any moment loses at most the
 batches in flight, and the same command continues with the missing indices. A sample's
 result does not depend on the batching or on the number of workers. Rerunning into a
 DIR with other parameters is an error, except a larger ``--n``, which extends it.
 
-Scheduling. Analytical: batches of ``--batch`` consecutive indices (default 4096). RTL:
-one task per hardware configuration (all its pending samples), so a configuration's
-Verilator model (built once, cached under ``--cache-dir``) is never built by two workers
-at once; configurations with fitting samples are scheduled largest array first. Tasks
+Scheduling. Analytical: batches of ``--batch`` consecutive indices (default 4096). RTL
+with family models: the models of the array sizes in use are built (or found in the
+cache under ``--cache-dir``) first, one after another; then one task holds every sample
+whose mapping does not fit, and each fitting sample is a task, largest array first.
+With exact models: one task per hardware configuration (all its pending samples), so a
+configuration's model is never built by two workers at once. Tasks
 run in a local process pool (``--workers``, default the CPU count; 1 runs them in this
 process) or, with ``--ray ADDRESS``, as Ray tasks (``local`` starts a local Ray
 instance; ``auto`` or ``ray://host:port`` join a cluster whose Python can import this
@@ -88,7 +101,9 @@ __all__ = ["CollectError", "CollectFailure", "Spec", "VerificationStop", "collec
            "evaluate_chunk", "export_parquet", "input_seed", "main", "mapping_json", "space_layers"]
 
 FIDELITIES = ("analytical", "rtl")
+MODELS = ("family", "exact")
 DEFAULT_BATCH = 4096
+DEFAULT_MAX_CYCLES = 20_000_000
 _ROOT = Path(__file__).resolve().parents[1]
 _DIMS = np.array(DIMS, dtype=np.int64)
 _MEM = np.array(MEM_KB, dtype=np.int64)
@@ -146,6 +161,8 @@ class Spec:
     hw_base: HardwareConfig = dataclasses.field(default_factory=HardwareConfig)
     cache_dir: str | None = None
     timeout_s: float = 600.0
+    models: str = "family"       # RTL: one model per array size ("family") or per configuration
+    max_cycles: int = DEFAULT_MAX_CYCLES   # RTL: simulate only below this analytical estimate; 0: all
 
     @property
     def space(self) -> CoDesignSpace:
@@ -275,6 +292,21 @@ def _analytical(spec: Spec, dec: dict, row: Callable[[int, Result], tuple]) -> l
     return rows
 
 
+def over_budget(spec: Spec, hw: HardwareConfig, mapping, layer: Layer) -> Result | None:
+    """The stored result of a fitting sample not simulated because the analytical model
+    estimates more than ``spec.max_cycles`` cycles (None: simulate it)."""
+    if not spec.max_cycles or not mapping.check(hw, layer):
+        return None
+    from cost.evaluate import evaluate as estimate
+
+    est = estimate(hw, mapping, layer)
+    if est.feasible and est.cycles > spec.max_cycles:
+        return Result.infeasible(f"not simulated: the analytical model estimates {est.cycles:,} cycles, "
+                                 f"above --max-cycles {spec.max_cycles:,}", "rtl",
+                                 estimated_cycles=int(est.cycles))
+    return None
+
+
 def _rtl(spec: Spec, idx: np.ndarray, dec: dict, row) -> tuple[list[tuple], str | None]:
     from cost.evaluate import price
     from sim.evaluate import VerificationError, evaluate
@@ -284,10 +316,14 @@ def _rtl(spec: Spec, idx: np.ndarray, dec: dict, row) -> tuple[list[tuple], str 
         layer = spec.layers[int(dec["layer"][j])]
         hwc = _hw(spec.hw_base, int(dec["dim"][j]), int(dec["sp_kb"][j]), int(dec["acc_kb"][j]))
         m = MappingSpace.mapping_from_arrays(dec["factors"][j], dec["order"][j])
+        skipped = over_budget(spec, hwc, m, layer)
+        if skipped is not None:
+            rows.append(row(j, price(skipped, hwc)))
+            continue
         try:
             with tempfile.TemporaryDirectory(prefix="accel-collect-") as wd:
                 r = evaluate(hwc, m, layer, seed=input_seed(spec.seed, i), cache_dir=spec.cache_dir,
-                             timeout_s=spec.timeout_s, workdir=wd)
+                             timeout_s=spec.timeout_s, workdir=wd, superset=spec.models == "family")
         except VerificationError as e:
             return rows, f"sample {i}: {_first_line(e)}"
         except Exception as e:  # noqa: BLE001  (a build or simulator failure: stored, retried on request)
@@ -320,11 +356,30 @@ def _analytical_tasks(store: Store, pending: np.ndarray, n: int, batch: int) -> 
         yield sel, store.get_points(start, stop)[sel - start]
 
 
+def _fitting(spec: Spec, dec: dict) -> np.ndarray:
+    """Per decoded sample: does its mapping fit its hardware (`Mapping.check`'s rules)?"""
+    out = np.zeros(len(dec["layer"]), dtype=bool)
+    for j in range(len(out)):
+        hwc = _hw(spec.hw_base, int(dec["dim"][j]), int(dec["sp_kb"][j]), int(dec["acc_kb"][j]))
+        ms = _mapping_space(spec.layers[int(dec["layer"][j])], hwc)
+        out[j] = bool(ms.fits_arrays(dec["factors"][j:j + 1])[0])
+    return out
+
+
 def _rtl_tasks(spec: Spec, store: Store, pending: np.ndarray, n: int) -> list[tuple]:
-    """One task per hardware configuration: configurations whose samples are all
-    infeasible (no build, no simulation) first, then the rest largest array first."""
+    """Tasks of RTL samples. Family models: one task holding every sample whose mapping
+    does not fit (no simulation), then one task per fitting sample, largest array first.
+    Exact models: one task per hardware configuration (so a configuration is never
+    built by two workers at once), configurations with no fitting sample first, then the
+    rest largest array first."""
     u = store.get_points(0, n)[pending]
     dec = decode_units(spec, u)
+    if spec.models == "family":
+        fits = _fitting(spec, dec)
+        tasks = [np.flatnonzero(~fits)] if (~fits).any() else []
+        yes = np.flatnonzero(fits)
+        tasks += [np.array([j]) for j in yes[np.argsort(-dec["dim"][yes], kind="stable")]]
+        return [(pending[js], u[js]) for js in tasks]
     groups: dict[tuple, list[int]] = {}
     for j, key in enumerate(zip(dec["dim"].tolist(), dec["sp_kb"].tolist(), dec["acc_kb"].tolist())):
         groups.setdefault(key, []).append(j)
@@ -465,7 +520,8 @@ def _meta(spec: Spec, workloads: list[str], n: int, entries: list[dict]) -> dict
             "created": datetime.now(UTC).isoformat(timespec="seconds")}
     if spec.fidelity == "rtl":
         meta["rtl"] = {"harness": "lean", "out": "int32", "verify": True,
-                       "input_seed": "seed * 2**32 + idx", "energy": "cost.price"}
+                       "input_seed": "seed * 2**32 + idx", "energy": "cost.price",
+                       "models": spec.models, "max_cycles": spec.max_cycles}
     return meta
 
 
@@ -514,7 +570,8 @@ def _open(out: Path, meta: dict, layer_rows: list[tuple], warn: Callable[[str], 
 def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int = 0,
             workers: int | None = None, ray: str | None = None, batch: int | None = None,
             parquet: bool = False, quiet: bool = True, cache_dir=None, timeout_s: float = 600.0,
-            retry_errors: bool = False, stream=None, err=None) -> dict:
+            retry_errors: bool = False, models: str = "family", max_cycles: int = DEFAULT_MAX_CYCLES,
+            stream=None, err=None) -> dict:
     """Run (or continue) a collection into directory ``out``; see the module docstring.
 
     Returns ``{"evaluated", "wall_s", "summary"}``. Raises `CollectError` for bad
@@ -523,16 +580,21 @@ def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int =
     stream = stream or sys.stdout
     err = err or sys.stderr
     t0 = time.perf_counter()
-    workloads = _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s)
+    workloads = _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s, models, max_cycles)
     workers = workers or max(1, os.cpu_count() or 1)
     batch = batch or DEFAULT_BATCH
     try:
         layers, entries, layer_rows = space_layers(workloads)
     except WorkloadError as e:
         raise CollectError(_first_line(e)) from None
+    hw_base = HardwareConfig()
+    if fidelity == "rtl":  # the simulation-only DRAM model holds the largest layer
+        from sim.compiler import dram_mb_for
+        hw_base = dataclasses.replace(hw_base, dram_mb=dram_mb_for(layers, least=hw_base.dram_mb))
     spec = Spec(fidelity=fidelity, layers=tuple(layers),
                 workloads_of=tuple(",".join(e["workloads"]) for e in entries), seed=int(seed),
-                cache_dir=None if cache_dir is None else str(cache_dir), timeout_s=float(timeout_s))
+                hw_base=hw_base, cache_dir=None if cache_dir is None else str(cache_dir),
+                timeout_s=float(timeout_s), models=models, max_cycles=int(max_cycles))
     if ray is not None:
         try:
             import ray as _ray  # noqa: F401  (optional: only with --ray)
@@ -586,6 +648,8 @@ def _run(spec, store, pending, n, workers, ray, batch, quiet, err, already) -> i
             warm_up()   # the compiled model is loaded before the progress bar starts
     else:
         tasks = _rtl_tasks(spec, store, pending, n) if len(pending) else []
+        if spec.models == "family":
+            _build_families(spec, tasks, quiet, err)
     bar = tqdm(total=n, initial=already, unit="sample", disable=quiet, file=err, dynamic_ncols=True,
                smoothing=0.1)
     count = {"done": 0, "feasible": 0}
@@ -613,8 +677,30 @@ def _run(spec, store, pending, n, workers, ray, batch, quiet, err, already) -> i
     return count["done"]
 
 
+def _build_families(spec: Spec, tasks: list[tuple], quiet: bool, err) -> None:
+    """Build (or find in the cache) the family model of every array size the fitting
+    samples use, here and one after another, before the workers start."""
+    from sim.build import BuildError, build_lean_model
+
+    dims: set[int] = set()
+    for _idx, u in tasks:
+        dec = decode_units(spec, u)
+        dims.update(dec["dim"][_fitting(spec, dec)].tolist())
+    for d in sorted(dims, reverse=True):
+        hw = dataclasses.replace(spec.hw_base, dim=d)
+        t0 = time.perf_counter()
+        try:
+            model = build_lean_model(hw, cache_dir=spec.cache_dir, capacity_ports=True)
+        except BuildError as e:
+            raise CollectFailure(f"building the DIM {d} simulation model failed: {_first_line(e)}") from None
+        if not quiet and model.build_s is not None:
+            print(f"built the DIM {d} simulation model (every memory size) in {time.perf_counter() - t0:.0f} s",
+                  file=err)
+
+
 # ---- CLI --------------------------------------------------------------------------------
-def _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s) -> list[str]:
+def _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s, models="family",
+                max_cycles=DEFAULT_MAX_CYCLES) -> list[str]:
     if fidelity not in FIDELITIES:
         raise CollectError(f"--fidelity must be one of {', '.join(FIDELITIES)}; got {fidelity!r}")
     if isinstance(workloads, str):
@@ -632,6 +718,10 @@ def _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s) -> list
             raise CollectError(f"{name} must be an integer >= {lo}; got {v!r}")
     if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
         raise CollectError(f"--timeout must be a positive number of seconds; got {timeout_s!r}")
+    if models not in MODELS:
+        raise CollectError(f"--models must be one of {', '.join(MODELS)}; got {models!r}")
+    if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 0:
+        raise CollectError(f"--max-cycles must be an integer >= 0 (0: no limit); got {max_cycles!r}")
     return workloads
 
 
@@ -652,6 +742,13 @@ def _parser() -> argparse.ArgumentParser:
                    "or ~/.cache/accelsim/builds)")
     p.add_argument("--timeout", type=float, default=600.0, help="RTL: wall-clock limit per sample in seconds "
                    "(default 600)")
+    p.add_argument("--models", choices=MODELS, default="family",
+                   help="RTL: 'family' (default) simulates every memory size of an array size on one "
+                   "Verilator model (cycle-identical, tests/sim/test_superset.py); 'exact' builds one per "
+                   "configuration")
+    p.add_argument("--max-cycles", type=int, default=DEFAULT_MAX_CYCLES,
+                   help="RTL: store a fitting sample unsimulated (infeasible, with the estimate) when the "
+                   f"analytical model estimates more cycles than this (default {DEFAULT_MAX_CYCLES:,}; 0: no limit)")
     p.add_argument("--retry-errors", action="store_true", help="evaluate again the samples stored with "
                    "reason 'error: ...'")
     p.add_argument("--summary", type=Path, metavar="DIR", help="print the summary of an existing dataset and exit")
@@ -683,7 +780,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         collect(args.out, fidelity=args.fidelity, workloads=args.workloads, n=args.n, seed=args.seed,
                 workers=args.workers, ray=args.ray, batch=args.batch, parquet=args.parquet, quiet=args.quiet,
-                cache_dir=args.cache_dir, timeout_s=args.timeout, retry_errors=args.retry_errors)
+                cache_dir=args.cache_dir, timeout_s=args.timeout, retry_errors=args.retry_errors,
+                models=args.models, max_cycles=args.max_cycles)
     except CollectError as e:
         print(f"error: {_first_line(e)}", file=sys.stderr)
         return 2

@@ -118,6 +118,9 @@ class BuiltModel:
     toplevel: str = TOPLEVEL
     waves: bool = False
     build_s: float | None = field(default=None, compare=False)
+    #: a model of ``hw.top.generate_verilog(cfg, capacity_ports=True)``: ``cfg`` is the
+    #: family's superset, and each run sets the bank sizes of the configuration it simulates
+    capacity_ports: bool = False
 
 
 def default_cache_dir() -> Path:
@@ -481,8 +484,11 @@ def lean_cache_key(cfg: HardwareConfig, verilog: str) -> str:
     return h.hexdigest()
 
 
-def lean_model_dir_name(cfg: HardwareConfig, key: str) -> str:
-    """Readable directory name of a lean build: ``lean_d16_sp256_acc64-<key16>``."""
+def lean_model_dir_name(cfg: HardwareConfig, key: str, *, capacity_ports: bool = False) -> str:
+    """Readable directory name of a lean build: ``lean_d16_sp256_acc64-<key16>``, or
+    ``lean_d16_family-<key16>`` for a model with capacity ports."""
+    if capacity_ports:
+        return f"lean_d{cfg.dim}_family-{key[:16]}"
     return f"lean_d{cfg.dim}_sp{cfg.sp_kb}_acc{cfg.acc_kb}-{key[:16]}"
 
 
@@ -496,6 +502,7 @@ def build_lean_model(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     generate: Callable[[HardwareConfig], str] | None = None,
+    capacity_ports: bool = False,
 ) -> BuiltModel:
     """Return the cached lean (C++ harness) Verilator model of ``cfg``, building it if needed.
 
@@ -505,16 +512,25 @@ def build_lean_model(
     regenerating the Verilog, and a cached cocotb model of the same sources lends its
     Verilog. The executable is :func:`lean_executable`; run it with
     ``sim.lean.run_programs_lean``. Safe to call from several processes at once.
+
+    ``capacity_ports=True`` builds the model of ``cfg``'s capacity family instead
+    (``hw.top.generate_verilog(cfg.superset(), capacity_ports=True)``, directory
+    ``lean_d<DIM>_family-<key16>``): one model for every scratchpad and accumulator size
+    with the other parameters of ``cfg``; the runs set the bank sizes (`sim.evaluate`).
     """
     from filelock import FileLock
 
+    if capacity_ports:
+        cfg = cfg.superset()
+        if generate is None:
+            generate = _default_generate_family
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    index = _lean_index_path(root, cfg) if generate is None else None
+    index = _lean_index_path(root, cfg, capacity_ports) if generate in (None, _default_generate_family) else None
     if index is not None:
         hit = _read_index(root, index, cfg, False)
         if hit is not None:
-            return hit
+            return dataclasses.replace(hit, capacity_ports=capacity_ports)
 
     verilog = None
     if generate is None:  # reuse the Verilog of a cocotb build of the same hw/ sources
@@ -527,10 +543,11 @@ def build_lean_model(
     if verilog is None:
         verilog = (generate or _default_generate)(cfg)
     key = lean_cache_key(cfg, verilog)
-    name = lean_model_dir_name(cfg, key)
+    name = lean_model_dir_name(cfg, key, capacity_ports=capacity_ports)
     build_dir = (root / name).resolve()
     verilog_path = build_dir / "top.v"
-    model = BuiltModel(cfg=cfg, build_dir=build_dir, verilog_path=verilog_path, toplevel=TOPLEVEL)
+    model = BuiltModel(cfg=cfg, build_dir=build_dir, verilog_path=verilog_path, toplevel=TOPLEVEL,
+                       capacity_ports=capacity_ports)
 
     if not (build_dir / STAMP).is_file():
         with FileLock(str(root / f"{name}.lock")):
@@ -543,8 +560,15 @@ def build_lean_model(
     return model
 
 
-def _lean_index_path(root: Path, cfg: HardwareConfig) -> Path:
-    h = hashlib.sha256("\0".join([_lean_settings(), rtl_source_fingerprint(), cfg.to_json()]).encode())
+def _default_generate_family(cfg: HardwareConfig) -> str:
+    from hw.top import generate_verilog
+
+    return generate_verilog(cfg, capacity_ports=True)
+
+
+def _lean_index_path(root: Path, cfg: HardwareConfig, capacity_ports: bool = False) -> Path:
+    parts = [_lean_settings(), rtl_source_fingerprint(), cfg.to_json()] + (["capacity_ports"] if capacity_ports else [])
+    h = hashlib.sha256("\0".join(parts).encode())
     return root / "index" / f"lean-{h.hexdigest()[:32]}.json"
 
 

@@ -110,7 +110,7 @@ from hw.program import DramImage, Program, ProgramError
 from hw.tiled_gemm import _deps, _Footprint, _Item, _merge, _overlap
 from sim.reference import check_int8
 
-__all__ = ["CompileError", "Compiled", "compile_layer"]
+__all__ = ["CompileError", "Compiled", "compile_layer", "dram_bytes_needed", "dram_mb_for"]
 
 
 class CompileError(ValueError):
@@ -451,6 +451,28 @@ def _interleave(stores: list[_Item], block: _ExecBlock, loads: list[_Item], emit
     emit_exec(block.words[prev:])
     for it in stores[si:] + loads[li:]:  # (none left: every item is due before the end)
         emit_item(it)
+
+
+def dram_bytes_needed(layer: Layer, *, out: str = "int32", align: int = 64) -> int:
+    """Upper bound of the simulation-only DRAM that `compile_layer` allocates for
+    `layer` with any mapping: the image base, the padded NHWC input, the weights, the
+    output and a partial-sum region, each aligned to `align` (>= the DMA bus width)."""
+    def up(x):
+        return -(-x // align) * align
+    n_in = layer.n * (layer.h + 2 * layer.padding) * (layer.w + 2 * layer.padding) * layer.c
+    n_w = layer.groups * layer.r * layer.s * layer.c_per_group * layer.k_per_group
+    n_out = layer.n * layer.p * layer.q * layer.k
+    return up(0x1000) + up(n_in) + up(n_w) + up(n_out * (4 if out == "int32" else 1)) + up(4 * n_out)
+
+
+def dram_mb_for(layers, *, out: str = "int32", least: int = 1) -> int:
+    """The smallest `HardwareConfig.dram_mb` (a power of two, at least `least`, at most
+    256) whose DRAM holds every layer of `layers` (`dram_bytes_needed`)."""
+    need = max((dram_bytes_needed(L, out=out) for L in layers), default=0)
+    mb = max(1, least)
+    while (mb << 20) < need and mb < 256:
+        mb *= 2
+    return mb
 
 
 def compile_layer(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, out: str = "int32",

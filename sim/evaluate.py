@@ -10,6 +10,11 @@
    cached): the lean C++ harness by default, cocotb with `harness="cocotb"`. A cycle
    budget derived from the program (the watchdog) and a wall-clock limit bound the run;
    a run that exceeds either, faults or crashes comes back infeasible with the reason.
+   With ``superset=True`` the program runs on the one model of `hw`'s capacity family
+   (`sim.build.build_lean_model(..., capacity_ports=True)`: the largest memories, with
+   the bank sizes of `hw` set through ports), cycle for cycle the same as `hw`'s own
+   model (tests/sim/test_superset.py); a search over memory sizes then builds one
+   model per array size instead of one per configuration.
 5. The output is compared with `sim.reference.conv_reference`; a mismatch raises
    `VerificationError` and is never returned as a result.
 
@@ -85,8 +90,12 @@ def _weight_loads(words: Sequence[int]) -> int:
     return sum(f["rows"] for op, f in map(decode, words) if op == Op.PRELOAD and not f["b_none"])
 
 
-def _model(hw: HardwareConfig, harness: str, cache_dir, waves: bool = False):
+def _model(hw: HardwareConfig, harness: str, cache_dir, waves: bool = False, superset: bool = False):
     from sim import build
+    if superset:
+        if harness != "lean" or waves:
+            raise ValueError("superset=True runs on the lean harness only (no cocotb, no waves)")
+        return build.build_lean_model(hw, cache_dir=cache_dir, capacity_ports=True)
     if harness == "lean" and not waves:
         return build.build_lean_model(hw, cache_dir=cache_dir)
     return build.build_cocotb_model(hw, cache_dir=cache_dir, waves=waves)
@@ -104,19 +113,22 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
              out: str = "int32", relu: bool = False, shift: int = 0, harness: str = "lean",
              timeout_s: float = 600.0, cache_dir: str | os.PathLike | None = None,
              workdir: str | os.PathLike | None = None, keep: dict | None = None,
-             waves: bool = False, max_cycles: int | None = None) -> Result:
+             waves: bool = False, max_cycles: int | None = None, superset: bool = False) -> Result:
     """Simulate one layer with one mapping on the RTL; see the module docstring.
 
     `keep`, if given, receives the inputs, the output and the compiled program (for
     `--save` and debugging). `waves=True` runs the cocotb harness on a model built with
     tracing; `keep["waves_file"]` is then the VCD. `max_cycles` overrides the watchdog's
-    cycle budget (derived from the program by `cycle_budget`)."""
+    cycle budget (derived from the program by `cycle_budget`). `superset=True`: run on
+    the capacity family's model (module docstring)."""
     from sim.compiler import compile_layer
     from sim.reference import conv_reference
     from sim.rtl_run import ProgramCase
 
     if harness not in HARNESSES:
         raise ValueError(f"harness={harness!r} must be one of {', '.join(HARNESSES)}")
+    if superset and (harness != "lean" or waves):
+        raise ValueError("superset=True runs on the lean harness only (no cocotb, no waves)")
     fits = mapping.check(hw, layer)
     if not fits:
         return Result.infeasible(fits.reason, "rtl")
@@ -128,12 +140,13 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
     words = compiled.program.words
     lo, hi = compiled.output_word_range()
     budget = int(max_cycles) if max_cycles is not None else cycle_budget(words, hw)
-    case = ProgramCase(layer.name or "layer", words, image, lo, hi, budget)
+    ports = (("sp_bank_rows", hw.sp_bank_rows), ("acc_bank_rows", hw.acc_bank_rows)) if superset else ()
+    case = ProgramCase(layer.name or "layer", words, image, lo, hi, budget, ports)
     compile_s = time.perf_counter() - t0
 
     if waves:
         harness = "cocotb"
-    model = _model(hw, harness, cache_dir, waves)
+    model = _model(hw, harness, cache_dir, waves, superset)
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="accel-eval-"))
     try:
         outcome = _run(model, case, harness, wd, timeout_s)
@@ -171,7 +184,8 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
         utilisation=c["macs"] / (hw.dim * hw.dim * cycles) if cycles else None,
         feasible=True, reason=None, verified=bool(verify), fidelity="rtl",
         extra={"instructions": len(words), "sim_wall_s": round(outcome.wall_s, 4),
-               "compile_s": round(compile_s, 4), "harness": harness, "seed": seed},
+               "compile_s": round(compile_s, 4), "harness": harness, "seed": seed,
+               **({"model": "superset"} if superset else {})},
     )
 
 
@@ -191,8 +205,9 @@ def evaluate_many(items: Iterable[tuple[HardwareConfig, Mapping, Layer]], *, wor
 
     items = list(items)
     harness = kwargs.get("harness", "lean")
-    for hw in dict.fromkeys(t[0] for t in items):
-        _model(hw, harness, kwargs.get("cache_dir"))
+    superset = kwargs.get("superset", False)
+    for hw in dict.fromkeys(t[0].superset() if superset else t[0] for t in items):
+        _model(hw, harness, kwargs.get("cache_dir"), superset=superset)
     workers = workers or max(1, (os.cpu_count() or 1))
     results: list[Result | None] = [None] * len(items)
     bar = tqdm(total=len(items), unit="eval", disable=not progress, dynamic_ncols=True)

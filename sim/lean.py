@@ -41,6 +41,12 @@ def run_programs_lean(model: BuiltModel, cases: Sequence[ProgramCase], *, workdi
     `timeout_s` bounds the whole process (then :class:`sim.build.SimulationTimeout` is
     raised, as by `run_programs`); `case_timeout_s` is the harness's own wall-clock
     watchdog per case, which marks a case `timed_out` and goes on with the next."""
+    names = {"sp_bank_rows", "acc_bank_rows"} if model.capacity_ports else set()
+    for case in cases:
+        given = {name for name, _ in case.ports}
+        if given != names:
+            raise ValueError(f"case {case.name!r} sets ports {sorted(given)} but the model "
+                             f"{model.build_dir.name} needs exactly {sorted(names)}")
     exe = lean_executable(model)
     if not exe.is_file():
         raise FileNotFoundError(f"no lean harness executable {exe}: build the model with sim.build.build_lean_model")

@@ -30,6 +30,9 @@ class ProgramCase:
     dump_lo: int            # DRAM word range to read back (inclusive)
     dump_hi: int
     max_cycles: int
+    #: values of the model's constant input ports for this run, as ((name, value), ...):
+    #: the bank sizes ``sp_bank_rows`` / ``acc_bank_rows`` of a model with capacity ports
+    ports: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ def write_cases(cases: Sequence[ProgramCase], root: Path) -> list[Path]:
         case.image.write_hex(d / "dram_in.hex")
         (d / "case.json").write_text(json.dumps(
             {"name": case.name, "max_cycles": int(case.max_cycles),
-             "dump_lo": int(case.dump_lo), "dump_hi": int(case.dump_hi)}))
+             "dump_lo": int(case.dump_lo), "dump_hi": int(case.dump_hi),
+             **{name: int(value) for name, value in case.ports}}))
         dirs.append(d.resolve())
     (root / "cases.txt").write_text("\n".join(str(d) for d in dirs) + "\n")
     return dirs
@@ -90,6 +94,8 @@ def read_outcomes(cases: Sequence[ProgramCase], dirs: Sequence[Path]) -> list[Pr
 def run_programs(model: BuiltModel, cases: Sequence[ProgramCase], *, workdir: Path | None = None,
                  timeout_s: float | None = 600) -> list[ProgramOutcome]:
     """Run `cases` in one simulation; raises if the simulator itself fails."""
+    if getattr(model, "capacity_ports", False) or any(c.ports for c in cases):
+        raise ValueError("models with capacity ports run on the lean harness only (sim.lean.run_programs_lean)")
     root = (Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="accel-cases-"))).resolve()
     work = root / "work"
     work.mkdir(parents=True, exist_ok=True)

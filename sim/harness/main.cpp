@@ -15,7 +15,8 @@
 //   --max-seconds S  wall-clock watchdog per case: a case running longer is stopped and
 //                    marked timed_out (and "wall_timeout": true); 0 (default) = none
 //
-// A case directory holds case.json ({"max_cycles", "dump_lo", "dump_hi", ...}),
+// A case directory holds case.json ({"max_cycles", "dump_lo", "dump_hi", ...; with a
+// model built with capacity ports also "sp_bank_rows", "acc_bank_rows"}),
 // imem.hex and dram_in.hex; the harness writes dram_out.hex and result.json
 // ({"done", "fault", "timed_out", "wall_timeout", "wall_s", "cycles_run", "counters": {...}})
 // there. Exit status: 0 when every case ran (whatever its outcome), 2 on usage or I/O
@@ -45,6 +46,14 @@
 
 #ifndef ACCEL_HAS_IMEM_LOAD
 #define ACCEL_HAS_IMEM_LOAD 0
+#endif
+// Models built with capacity ports (hw.top.Top(capacity_ports=True)) take the bank sizes
+// of the configuration being simulated from case.json ("sp_bank_rows", "acc_bank_rows").
+#ifndef ACCEL_HAS_SP_BANK_ROWS
+#define ACCEL_HAS_SP_BANK_ROWS 0
+#endif
+#ifndef ACCEL_HAS_ACC_BANK_ROWS
+#define ACCEL_HAS_ACC_BANK_ROWS 0
 #endif
 
 namespace {
@@ -221,6 +230,12 @@ int main(int argc, char** argv) {
         const uint64_t dump_lo = json_uint(spec, "dump_lo", spec_path);
         const uint64_t dump_hi = json_uint(spec, "dump_hi", spec_path);
 
+#if ACCEL_HAS_SP_BANK_ROWS
+        top->sp_bank_rows = json_uint(spec, "sp_bank_rows", spec_path);
+#endif
+#if ACCEL_HAS_ACC_BANK_ROWS
+        top->acc_bank_rows = json_uint(spec, "acc_bank_rows", spec_path);
+#endif
         copy_file(dir + "/imem.hex", imem_path);
         copy_file(dir + "/dram_in.hex", dram_in_path);
 #if ACCEL_HAS_IMEM_LOAD

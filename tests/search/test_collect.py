@@ -258,7 +258,17 @@ def _fake_rtl(calls, raise_at=None, exc=None):
     return evaluate
 
 
-def test_rtl_records_priced_seeded_and_errors_kept(tmp_path, monkeypatch):
+@pytest.fixture
+def no_builds(monkeypatch):
+    """The stand-in RTL needs no Verilator model: record the family builds asked for."""
+    import search.collect
+    asked: list = []
+    monkeypatch.setattr(search.collect, "_build_families", lambda spec, tasks, quiet, err: asked.append(
+        sorted({int(d) for _i, u in tasks for d in decode_units(spec, u)["dim"]})))
+    return asked
+
+
+def test_rtl_records_priced_seeded_and_errors_kept(tmp_path, monkeypatch, no_builds):
     import sim.evaluate
     calls: list = []
     monkeypatch.setattr(sim.evaluate, "evaluate", _fake_rtl(calls, raise_at=2))
@@ -281,7 +291,7 @@ def test_rtl_records_priced_seeded_and_errors_kept(tmp_path, monkeypatch):
     assert not any((r["reason"] or "").startswith("error:") for r in _rows(tmp_path))
 
 
-def test_rtl_verification_error_stops_the_collection(tmp_path, monkeypatch, capsys):
+def test_rtl_verification_error_stops_the_collection(tmp_path, monkeypatch, capsys, no_builds):
     import sim.evaluate
     calls: list = []
     monkeypatch.setattr(sim.evaluate, "evaluate",
@@ -295,6 +305,57 @@ def test_rtl_verification_error_stops_the_collection(tmp_path, monkeypatch, caps
                  "--workers", "1", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: RTL verification failed") and err.count("\n") == 1
+
+
+def test_rtl_over_budget_samples_are_stored_unsimulated(tmp_path, monkeypatch, no_builds):
+    import sim.evaluate
+    calls: list = []
+    monkeypatch.setattr(sim.evaluate, "evaluate", _fake_rtl(calls))
+    limit = 20_000
+    _run(tmp_path / "capped", fidelity="rtl", n=60, seed=1, max_cycles=limit)
+    spec = _spec(["bert"], fidelity="rtl", seed=1)
+    skipped = simulated = 0
+    for r in _rows(tmp_path / "capped"):
+        li, hw, m = spec.space.point(json.loads(r["u"]))
+        layer = spec.layers[li]
+        if not m.check(hw, layer):
+            continue
+        est = cost.evaluate(hw, m, layer).cycles       # the independent estimate
+        res = Result.from_json(r["result"])
+        if est > limit:
+            skipped += 1
+            assert not res.feasible and res.extra["estimated_cycles"] == est
+            assert res.reason == (f"not simulated: the analytical model estimates {est:,} cycles, "
+                                  f"above --max-cycles {limit:,}")
+            assert res.area_mm2 == cost.price(res, hw).area_mm2
+        else:
+            simulated += 1
+            assert res.feasible and res.cycles == est
+    assert skipped and simulated and len(calls) == simulated
+    calls.clear()                                      # 0: no limit, every fitting sample simulated
+    _run(tmp_path / "all", fidelity="rtl", n=60, seed=1, max_cycles=0)
+    assert len(calls) == skipped + simulated
+
+
+def test_rtl_models_and_dram_size_recorded(tmp_path, monkeypatch, no_builds):
+    import sim.evaluate
+    from sim.compiler import dram_mb_for
+    seen: list = []
+    fake = _fake_rtl([])
+    monkeypatch.setattr(sim.evaluate, "evaluate", lambda *a, **kw: seen.append(kw["superset"]) or fake(*a, **kw))
+    _run(tmp_path / "fam", fidelity="rtl", workloads="unet", n=40, max_cycles=0)
+    meta = Store.open(tmp_path / "fam" / DB_NAME).meta
+    layers, _, _ = space_layers(["unet"])
+    assert meta["rtl"]["models"] == "family" and meta["rtl"]["max_cycles"] == 0
+    # the simulation-only DRAM holds U-Net's largest layer (about 40 MB: 64 MB, not the default 16)
+    assert meta["hw_base"]["dram_mb"] == dram_mb_for(layers, least=16) == 64
+    assert all(json.loads(r["hw"])["dram_mb"] == 64 for r in _rows(tmp_path / "fam"))
+    assert seen and all(seen) and no_builds
+    seen.clear()
+    _run(tmp_path / "exact", fidelity="rtl", workloads="unet", n=40, max_cycles=0, models="exact")
+    assert seen and not any(seen) and Store.open(tmp_path / "exact" / DB_NAME).meta["rtl"]["models"] == "exact"
+    with pytest.raises(CollectError, match="holds a collection whose RTL settings differ"):
+        _run(tmp_path / "fam", fidelity="rtl", workloads="unet", n=40, max_cycles=5)
 
 
 # ---- CLI errors ---------------------------------------------------------------------------
@@ -318,6 +379,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         (["--n", "ten"], "invalid int value: 'ten'"),
         (["--summary", str(tmp_path / "nothing")], "no dataset at"),
         (["--summary", str(tmp_path), "--n", "3"], "--summary takes no other option"),
+        ([*base, "--out", str(tmp_path / "o"), "--max-cycles", "-5"], "--max-cycles must be an integer >= 0"),
+        ([*base, "--out", str(tmp_path / "o"), "--models", "one"], "invalid choice: 'one'"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
