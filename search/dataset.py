@@ -430,11 +430,12 @@ class _reader:
 
 
 # ---- summary ----------------------------------------------------------------------------
-_NUMBER = re.compile(r"\d+")
+_NUMBER = re.compile(r"\d+(?:,\d{3})*")   # 1,234,567 is one number
 
 
 def reason_kind(reason: str) -> str:
-    """A reason with its numbers replaced by '#', so equal kinds of failure count together."""
+    """A reason with its numbers (thousands separators included) replaced by '#', so equal
+    kinds of failure count together."""
     return _NUMBER.sub("#", reason)
 
 

@@ -185,6 +185,7 @@ def test_summary(store, tmp_path):
     assert "feasible  2 (66.7%)" in text
     assert "1.5 samples/s" in text
     assert reason_kind("need 12 rows, capacity 8") == "need # rows, capacity #"
+    assert (reason_kind("estimates 1,234,567 cycles, above 20,000,000") == reason_kind("estimates 21,000,000 cycles, above 20,000,000") == "estimates # cycles, above #")
 
 
 # ---- Parquet ------------------------------------------------------------------------------
