@@ -366,34 +366,31 @@ def _fitting(spec: Spec, dec: dict) -> np.ndarray:
     return out
 
 
-def _rtl_tasks(spec: Spec, store: Store, pending: np.ndarray, n: int) -> list[tuple]:
+def _rtl_tasks(spec: Spec, store: Store, pending: np.ndarray, n: int) -> tuple[list[tuple], list[int]]:
     """Tasks of RTL samples. Family models: one task holding every sample whose mapping
     does not fit (no simulation), then one task per fitting sample, largest array first.
     Exact models: one task per hardware configuration (so a configuration is never
     built by two workers at once), configurations with no fitting sample first, then the
-    rest largest array first."""
+    rest largest array first. Also returns the array sizes of the fitting samples, largest
+    first (the models to build)."""
     u = store.get_points(0, n)[pending]
     dec = decode_units(spec, u)
+    fits = _fitting(spec, dec)
+    dims = sorted(set(dec["dim"][fits].tolist()), reverse=True)
     if spec.models == "family":
-        fits = _fitting(spec, dec)
         tasks = [np.flatnonzero(~fits)] if (~fits).any() else []
         yes = np.flatnonzero(fits)
         tasks += [np.array([j]) for j in yes[np.argsort(-dec["dim"][yes], kind="stable")]]
-        return [(pending[js], u[js]) for js in tasks]
+        return [(pending[js], u[js]) for js in tasks], dims
     groups: dict[tuple, list[int]] = {}
     for j, key in enumerate(zip(dec["dim"].tolist(), dec["sp_kb"].tolist(), dec["acc_kb"].tolist())):
         groups.setdefault(key, []).append(j)
-    base = spec.hw_base
     tasks = []
     for key, js in groups.items():
-        hwc = _hw(base, *key)
-        fits = 0
-        for j in js:
-            ms = _mapping_space(spec.layers[int(dec["layer"][j])], hwc)
-            fits += int(ms.fits_arrays(dec["factors"][j:j + 1])[0])
-        tasks.append(((fits > 0, -key[0] if fits else 0, -fits, min(js)), np.array(js)))
+        k = int(fits[js].sum())
+        tasks.append(((k > 0, -key[0] if k else 0, -k, min(js)), np.array(js)))
     tasks.sort(key=lambda t: t[0])
-    return [(pending[js], u[js]) for _, js in tasks]
+    return [(pending[js], u[js]) for _, js in tasks], dims
 
 
 # ---- executors ----------------------------------------------------------------------------
@@ -647,9 +644,9 @@ def _run(spec, store, pending, n, workers, ray, batch, quiet, err, already) -> i
             from cost.model import warm_up
             warm_up()   # the compiled model is loaded before the progress bar starts
     else:
-        tasks = _rtl_tasks(spec, store, pending, n) if len(pending) else []
+        tasks, dims = _rtl_tasks(spec, store, pending, n) if len(pending) else ([], [])
         if spec.models == "family":
-            _build_families(spec, tasks, quiet, err)
+            _build_families(spec, dims, quiet, err)
     bar = tqdm(total=n, initial=already, unit="sample", disable=quiet, file=err, dynamic_ncols=True,
                smoothing=0.1)
     count = {"done": 0, "feasible": 0}
@@ -677,16 +674,12 @@ def _run(spec, store, pending, n, workers, ray, batch, quiet, err, already) -> i
     return count["done"]
 
 
-def _build_families(spec: Spec, tasks: list[tuple], quiet: bool, err) -> None:
-    """Build (or find in the cache) the family model of every array size the fitting
-    samples use, here and one after another, before the workers start."""
+def _build_families(spec: Spec, dims: Sequence[int], quiet: bool, err) -> None:
+    """Build (or find in the cache) the family model of each array size in ``dims``, here
+    and one after another, before the workers start."""
     from sim.build import BuildError, build_lean_model
 
-    dims: set[int] = set()
-    for _idx, u in tasks:
-        dec = decode_units(spec, u)
-        dims.update(dec["dim"][_fitting(spec, dec)].tolist())
-    for d in sorted(dims, reverse=True):
+    for d in dims:
         hw = dataclasses.replace(spec.hw_base, dim=d)
         t0 = time.perf_counter()
         try:
