@@ -94,7 +94,6 @@ class BankedMemory(wiring.Component):
             m.d.comb += row.eq(addr - offs)
         return bank, row
 
-
     def elaborate(self, platform):
         m = Module()
         nb = self.banks

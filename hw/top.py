@@ -46,7 +46,7 @@ from .frontend import Frontend
 from .host import HOST_VERILOG, HostStream
 from .simmem import SIM_VERILOG
 
-__all__ = ["Top", "COUNTERS", "generate_verilog"]
+__all__ = ["Top", "COUNTERS", "CAPACITY_PORTS", "capacity_port_values", "generate_verilog"]
 
 COUNTER_BITS = 64
 
@@ -65,6 +65,15 @@ COUNTERS = {
     "macs": "multiply-accumulates issued: per A row, cols(A) x cols(C)",
     "instructions": "instructions dispatched (HALT included)",
 }
+
+
+#: Inputs of a model built with ``capacity_ports``: rows per scratchpad / accumulator bank.
+CAPACITY_PORTS = ("sp_bank_rows", "acc_bank_rows")
+
+
+def capacity_port_values(cfg: HardwareConfig) -> tuple[tuple[str, int], ...]:
+    """((port, value), ...) that make a ``capacity_ports`` model behave as ``cfg``."""
+    return tuple(zip(CAPACITY_PORTS, (cfg.sp_bank_rows, cfg.acc_bank_rows)))
 
 
 class Top(wiring.Component):
@@ -93,8 +102,7 @@ class Top(wiring.Component):
             "dram_dump_lo": In(aw), "dram_dump_hi": In(aw),
         }
         if capacity_ports:
-            sig |= {"sp_bank_rows": In(range(self.sp.bank_rows + 1)),
-                    "acc_bank_rows": In(range(self.acc.bank_rows + 1))}
+            sig |= {port: In(range(mem.bank_rows + 1)) for port, mem in zip(CAPACITY_PORTS, (self.sp, self.acc))}
         sig |= {name: Out(COUNTER_BITS) for name in COUNTERS}
         super().__init__(sig)
 

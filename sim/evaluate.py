@@ -93,8 +93,6 @@ def _weight_loads(words: Sequence[int]) -> int:
 def _model(hw: HardwareConfig, harness: str, cache_dir, waves: bool = False, superset: bool = False):
     from sim import build
     if superset:
-        if harness != "lean" or waves:
-            raise ValueError("superset=True runs on the lean harness only (no cocotb, no waves)")
         return build.build_lean_model(hw, cache_dir=cache_dir, capacity_ports=True)
     if harness == "lean" and not waves:
         return build.build_lean_model(hw, cache_dir=cache_dir)
@@ -140,7 +138,9 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
     words = compiled.program.words
     lo, hi = compiled.output_word_range()
     budget = int(max_cycles) if max_cycles is not None else cycle_budget(words, hw)
-    ports = (("sp_bank_rows", hw.sp_bank_rows), ("acc_bank_rows", hw.acc_bank_rows)) if superset else ()
+    if superset:
+        from hw.top import capacity_port_values
+    ports = capacity_port_values(hw) if superset else ()
     case = ProgramCase(layer.name or "layer", words, image, lo, hi, budget, ports)
     compile_s = time.perf_counter() - t0
 

@@ -41,7 +41,9 @@ def run_programs_lean(model: BuiltModel, cases: Sequence[ProgramCase], *, workdi
     `timeout_s` bounds the whole process (then :class:`sim.build.SimulationTimeout` is
     raised, as by `run_programs`); `case_timeout_s` is the harness's own wall-clock
     watchdog per case, which marks a case `timed_out` and goes on with the next."""
-    names = {"sp_bank_rows", "acc_bank_rows"} if model.capacity_ports else set()
+    from hw.top import CAPACITY_PORTS
+
+    names = set(CAPACITY_PORTS) if model.capacity_ports else set()
     for case in cases:
         given = {name for name, _ in case.ports}
         if given != names:
