@@ -11,11 +11,10 @@ SIZE    ?= 16
 OUT_DIR ?= build/rtl
 GEN_ARGS ?=
 
-# MAKE_VARIABLE:cli-flag for every HardwareConfig field besides dim (SIZE)
-CONFIG_VARS := SP_KB:sp-kb ACC_KB:acc-kb SP_BANKS:sp-banks ACC_BANKS:acc-banks \
-	DMA_BUS_BYTES:dma-bus-bytes DMA_MAX_REQ_BYTES:dma-max-req-bytes \
-	DMA_MAX_INFLIGHT:dma-max-inflight DRAM_LATENCY:dram-latency \
-	DRAM_BYTES_PER_CYCLE:dram-bytes-per-cycle DRAM_MB:dram-mb IMEM_DEPTH:imem-depth
+# MAKE_VARIABLE:cli-flag for every HardwareConfig field besides dim (SIZE), read from
+# hw.config.HW_FIELDS (recursive '=': evaluated only by the targets that use it)
+CONFIG_VARS = $(shell $(PYTHON) -c "from hw.config import HW_FIELDS; \
+	print(' '.join(f.upper() + ':' + f.replace('_', '-') for f in HW_FIELDS if f != 'dim'))")
 
 _var  = $(word 1,$(subst :, ,$(1)))
 _flag = $(word 2,$(subst :, ,$(1)))

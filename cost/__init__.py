@@ -11,12 +11,13 @@ from .evaluate import (
            NetworkCost,
            evaluate,
            evaluate_many,
-           mapping_arrays,
            network_edp,
            price,
            result_from_arrays,
 )
-from .model import REASONS, TimingParams, evaluate_arrays
+from hw.mapping import REASONS
+
+from .model import TimingParams, evaluate_arrays
 
 __all__ = [
            "REASONS",
@@ -30,7 +31,6 @@ __all__ = [
            "evaluate",
            "evaluate_arrays",
            "evaluate_many",
-           "mapping_arrays",
            "network_edp",
            "price",
            "result_from_arrays",

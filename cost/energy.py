@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.cli import first_line
+
 __all__ = ["EnergyError", "EnergyTable", "area_mm2", "energy_breakdown", "energy_pj"]
 
 
@@ -103,8 +105,7 @@ class EnergyTable:
             else:
                 d = json.loads(text)
         except Exception as e:  # noqa: BLE001 - any parse error becomes one line
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EnergyError(f"energy table {str(p)!r} is not valid JSON/YAML: {first}") from None
+            raise EnergyError(f"energy table {str(p)!r} is not valid JSON/YAML: {first_line(e)}") from None
         try:
             return cls.from_dict(d or {})
         except EnergyError as e:

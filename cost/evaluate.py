@@ -19,30 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.config import HardwareConfig
-from hw.layer import LOOPS, Layer
-from hw.mapping import LEVELS, Mapping, MappingError
+from hw.layer import Layer
+from hw.mapping import REASONS, Mapping
 from hw.result import BUSY_KEYS, COUNT_KEYS, Result
 
 from .energy import DEFAULT_TABLE, EnergyTable, area_mm2, energy_pj
-from .model import DEFAULT_PARAMS, REASONS, TimingParams, evaluate_arrays
+from .model import DEFAULT_PARAMS, TimingParams, evaluate_arrays
 
-__all__ = ["NetworkCost", "evaluate", "evaluate_many", "mapping_arrays", "network_edp", "price",
+__all__ = ["NetworkCost", "evaluate", "evaluate_many", "network_edp", "price",
            "result_from_arrays"]
-
-
-def mapping_arrays(mapping: Mapping) -> tuple[np.ndarray, np.ndarray]:
-    """(factors (3, 7), order (7,)) int64 arrays of a mapping (the `evaluate_arrays`
-    layout); MappingError when it is not structurally a mapping of the seven loops."""
-    try:
-        fd = mapping.factors_dict()
-        factors = np.array([[fd[lv][lp] for lp in LOOPS] for lv in LEVELS], dtype=np.int64)
-        order = np.array([LOOPS.index(lp) for lp in mapping.order], dtype=np.int64)
-    except (KeyError, ValueError, TypeError) as e:
-        raise MappingError(f"mapping is not a (level x loop) table of integers with an order of "
-                           f"the loops {', '.join(LOOPS)}: {e}") from None
-    if order.shape != (7,):
-        raise MappingError(f"order {list(mapping.order)} is not a permutation of {', '.join(LOOPS)}")
-    return factors, order
 
 
 def result_from_arrays(arrays: dict, i: int, *, reason_text: str | None = None, **extra) -> Result:
@@ -70,7 +55,7 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, out: str = "
     chk = mapping.check(hw, layer)
     if not chk:
         return Result.infeasible(chk.reason, "analytical")
-    factors, order = mapping_arrays(mapping)
+    factors, order = mapping.to_arrays()
     arrays = evaluate_arrays(layer, hw, factors, order, out=out, table=table, params=params)
     return result_from_arrays(arrays, 0)
 
@@ -87,7 +72,7 @@ def evaluate_many(hws, mappings, layer: Layer, *, out: str = "int32", table: Ene
         raise ValueError(f"{len(hws)} hardware configurations for {len(mappings)} mappings")
     if not mappings:
         return []
-    pairs = [mapping_arrays(m) for m in mappings]
+    pairs = [m.to_arrays() for m in mappings]
     factors = np.stack([p[0] for p in pairs])
     order = np.stack([p[1] for p in pairs])
     arrays = evaluate_arrays(layer, hws, factors, order, out=out, table=table, params=params)

@@ -8,10 +8,19 @@ cached on disk by Numba).
 
 Inputs (int64 unless noted)
     lay      layer constants, indexed by the ``L_*`` names below
-    hwm      (B, len(HW_FIELDS)) hardware fields in `cost.model.HW_FIELDS` order
+    hwm      (B, len(HW_FIELDS)) hardware fields in `hw.config.HW_FIELDS` order (the
+             ``H_*`` indices below are derived from it; `compiled_hw_fields` returns
+             them as compiled, so a test ties the cached code to `HardwareConfig`)
     factors  (B, 3, 7) tiling factors [dram, spad, array] x LOOPS
     order    (B, 7) DRAM loop order (indices into LOOPS), outermost first
     par      float64 `TimingParams` values in field order (``P_*`` below)
+
+The validity and fit rules are compiled here from their definition in `hw.mapping`
+(`footprint_rows`, `rows_needed`, `reason_codes` and its `REASONS` codes, in the same
+precedence) and `hw.config` (scratchpad and accumulator rows): Numba cannot see a change
+to another file's function through its cache, so the kernel keeps its own copy, and
+tests/cost/test_fit_agreement.py asserts on random (hardware, mapping, layer) triples
+that every path gives the same feasibility and reason code.
 """
 
 from __future__ import annotations
@@ -20,13 +29,21 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
+from hw.config import EXEC_SLOTS, HW_FIELDS
+from hw.mapping import (REASON_ACC, REASON_ARRAY, REASON_FACTOR, REASON_ORDER, REASON_PRODUCT, REASON_SPAD,
+                        REASON_UNROLL)
+
 # layer constants (`lay`)
 (L_N, L_K, L_C, L_P, L_Q, L_R, L_S, L_G, L_STRIDE, L_CG, L_KG, L_HP, L_WP,
  L_BATCH, L_CTOT, L_KTOT, L_PTOT, L_QTOT, L_RTOT, L_STOT, L_EOUT, L_MACS) = range(22)
 N_LAY = 22
-# hardware fields (HardwareConfig field order)
-(H_DIM, H_SP_KB, H_ACC_KB, H_SP_BANKS, H_ACC_BANKS, H_BUS, H_REQ, H_INFLIGHT, H_LAT,
- H_BPC, H_DRAM_MB, H_IMEM) = range(12)
+# hardware fields: their column in `hw.config.HW_FIELDS` (HardwareConfig field order)
+H_DIM, H_SP_KB, H_ACC_KB = (HW_FIELDS.index(f) for f in ("dim", "sp_kb", "acc_kb"))
+H_BUS, H_REQ, H_INFLIGHT = (HW_FIELDS.index(f) for f in ("dma_bus_bytes", "dma_max_req_bytes", "dma_max_inflight"))
+H_LAT, H_BPC = (HW_FIELDS.index(f) for f in ("dram_latency", "dram_bytes_per_cycle"))
+#: the HardwareConfig field behind each H_* index the kernel reads
+KERNEL_HW_FIELDS = ("dim", "sp_kb", "acc_kb", "dma_bus_bytes", "dma_max_req_bytes", "dma_max_inflight",
+                    "dram_latency", "dram_bytes_per_cycle")
 # timing parameters (TimingParams field order)
 (P_PRELOAD_GAP, P_ROW_OVH, P_REQ_OVH, P_ACK_OVH, P_DRAIN_EXTRA, P_STEP_OVH, P_FENCE_EXTRA,
  P_PRO_EXTRA, P_EPI_EXTRA, P_NEED_EXTRA) = range(10)
@@ -34,10 +51,16 @@ OUT_COLUMNS = ("reason", "cycles", "busy_load", "busy_exec", "busy_store", "inst
                "macs", "dram_bytes_read", "dram_bytes_written", "sp_writes", "sp_reads",
                "acc_writes", "acc_reads", "weight_loads",
                "t_prologue", "t_steps", "t_epilogue", "t_fences", "fences", "steps")
-EX_SLOTS = 16.0    # execute scoreboard slots (hw.controllers.SLOTS)
+EX_SLOTS = float(EXEC_SLOTS)    # execute scoreboard slots (hw.config.EXEC_SLOTS)
 _RUN_KEY = types.UniTuple(types.int64, 7)
 _RUN_VAL = types.UniTuple(types.float64, 3)
 _N, _K, _C, _P, _Q, _R, _S = range(7)
+
+
+@njit(cache=True)
+def compiled_hw_fields():
+    """The H_* column indices (KERNEL_HW_FIELDS order) and EX_SLOTS as compiled."""
+    return np.array([H_DIM, H_SP_KB, H_ACC_KB, H_BUS, H_REQ, H_INFLIGHT, H_LAT, H_BPC]), EX_SLOTS
 
 
 @njit(cache=True)
@@ -234,32 +257,32 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
         row = out[b]
         row[:] = 0.0
 
-        # ---- validity (the rules of Mapping.check) -----------------------------------
+        # ---- validity (hw.mapping.reason_codes: its rules, codes and precedence) ------
         reason = 0
         seen[:] = False
         for i in range(7):
             o = order[b, i]
             if o < 0 or o > 6 or seen[o]:
-                reason = 6 if reason == 0 else reason
+                reason = REASON_ORDER if reason == 0 else reason
             else:
                 seen[o] = True
         for lv in range(3):
             for i in range(7):
                 if factors[b, lv, i] < 1:
-                    reason = 7
-        if reason == 7 or reason == 6:
+                    reason = REASON_FACTOR      # a factor < 1 comes before a bad order
+        if reason == REASON_FACTOR or reason == REASON_ORDER:
             row[0] = reason
             continue
         for i in range(7):
             F[i] = factors[b, 0, i]
             T[i] = factors[b, 1, i] * factors[b, 2, i]
             if F[i] * T[i] != dims[i] and reason == 0:
-                reason = 1
+                reason = REASON_PRODUCT
         for i in range(7):
             if i != _C and i != _K and factors[b, 2, i] != 1 and reason == 0:
-                reason = 2
+                reason = REASON_UNROLL
         if (factors[b, 2, _C] > d or factors[b, 2, _K] > d) and reason == 0:
-            reason = 3
+            reason = REASON_ARRAY
         TN, TK, TC, TP, TQ, TR, TS = T[0], T[1], T[2], T[3], T[4], T[5], T[6]
         cbn, kbn = _cdiv(TC, d), _cdiv(TK, d)
         in_h, in_w = (TP - 1) * st + TR, (TQ - 1) * st + TS
@@ -268,10 +291,10 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
         in_rows = pix_in * cbn
         w_rows = TR * TS * kbn * TC
         o_rows = M * kbn
-        if 2 * (in_rows + w_rows) > sp_rows and reason == 0:
-            reason = 4
+        if 2 * (in_rows + w_rows) > sp_rows and reason == 0:   # hw.mapping.rows_needed
+            reason = REASON_SPAD
         if 2 * o_rows > acc_rows and reason == 0:
-            reason = 5
+            reason = REASON_ACC
         if reason != 0:
             row[0] = reason
             continue

@@ -12,7 +12,7 @@ evaluation (`cost.evaluate`) runs the same code. Inputs (a contract shared with
               outermost first
 
 It returns a dict of arrays (B,): ``feasible`` (bool), ``reason`` (int code, see
-`REASONS`), ``cycles`` (float), the counters of `hw.result.COUNT_KEYS`, ``busy_load``,
+`hw.mapping.REASONS`), ``cycles`` (float), the counters of `hw.result.COUNT_KEYS`, ``busy_load``,
 ``busy_exec``, ``busy_store``, ``instructions``, ``energy_pj``, ``area_mm2``, ``edp``
 and ``utilisation`` (NaN / 0 where infeasible), and the latency's parts:
 ``t_prologue``, ``t_steps``, ``t_epilogue``, ``t_fences``, ``fences``, ``steps``.
@@ -73,26 +73,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import HardwareConfig
+from hw.config import HW_FIELDS, HardwareConfig
 from hw.layer import LOOPS, Layer
+from hw.mapping import REASONS
 
 from . import kernel
 from .energy import DEFAULT_TABLE, EnergyTable, area_mm2, energy_pj
 
 __all__ = ["HW_FIELDS", "REASONS", "TimingParams", "evaluate_arrays", "hw_arrays", "layer_constants", "warm_up"]
-
-HW_FIELDS = tuple(f.name for f in dataclasses.fields(HardwareConfig))
-REASONS = {
-    0: None,
-    1: "factors do not multiply to the layer's loop bounds",
-    2: "a loop other than C or K is unrolled on the array",
-    3: "an array factor exceeds the array dimension",
-    4: "input + weight tiles exceed the scratchpad (double-buffered)",
-    5: "output tile exceeds the accumulator (double-buffered)",
-    6: "the loop order is not a permutation of N, K, C, P, Q, R, S",
-    7: "a factor is < 1",
-}
-
 
 @dataclass(frozen=True)
 class TimingParams:

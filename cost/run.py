@@ -4,15 +4,16 @@
         (--gemm M K N | --conv N K C P Q R S [--stride T] [--pad X] [--groups G] | --workload NAME|FILE) \\
         [--mapping FILE.json | --mapping auto] [--out int32|int8] [--energy FILE.json|.yaml] [--json]
 
-The command line is `python -m sim.run`'s (its parser, plus --workload and --energy), so
-one command line runs on either evaluator: the RTL-only options (--seed, --harness,
---timeout, --trace, --save) are accepted and ignored, and --relu / --shift do not change
-the analytical cost (--out does: int8 outputs write a quarter of the bytes).
+The command line is `python -m sim.run`'s (both are built from `hw.cli`), plus --workload
+and --energy, so one command line runs on either evaluator: the RTL-only options (--seed,
+--harness, --timeout, --trace, --save) are accepted and ignored, and --relu / --shift do
+not change the analytical cost (--out does: int8 outputs write a quarter of the bytes).
 
-One layer: prints sim.run's summary of the `Result` (fidelity "analytical"), then the
-energy in pJ with its breakdown by component (`cost.energy.energy_breakdown`), the area
-in mm^2 and the energy-delay product (pJ x cycles). --json prints one JSON object:
-``Result.to_dict()`` plus ``edp`` and ``energy_breakdown``.
+One layer: prints sim.run's summary of the `Result` (`hw.cli.summary_text`; fidelity
+"analytical"), then the energy in pJ with its breakdown by component
+(`cost.energy.energy_breakdown`), the area in mm^2 and the energy-delay product
+(pJ x cycles). --json prints one JSON object: ``Result.to_dict()`` plus ``edp`` and
+``energy_breakdown``.
 
 --workload NAME|FILE (a name of `search.workloads` or a workload file): every distinct
 layer shape once, with its repeat count and `default_mapping`; prints one row per layer
@@ -35,51 +36,47 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
+from hw.cli import (
+    OneLineParser,
+    UsageError,
+    add_config_arguments,
+    add_layer_arguments,
+    add_mapping_argument,
+    add_output_arguments,
+    add_rtl_arguments,
+    config_from_args,
+    first_line,
+    layer_from_args,
+    mapping_from_args,
+    output_from_args,
+    print_error,
+    summary_text,
+)
 from hw.config import ConfigError
-from hw.generate import config_from_args
 from hw.layer import Layer, LayerError
 from hw.mapping import Mapping, MappingError, default_mapping
 from hw.result import Result
-from sim.run import _mapping, _summary, layer_from_args
-from sim.run import _parser as _sim_parser
 
 from .energy import DEFAULT_TABLE, EnergyError, EnergyTable, energy_breakdown
 from .evaluate import evaluate, network_edp
 
 __all__ = ["main"]
 
-RTL_ONLY = ("seed", "harness", "timeout", "trace", "save")
-NO_COST_EFFECT = ("relu", "shift")
 
-
-def _line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _parser():
-    """sim.run's parser with this tool's name and help, plus --workload and --energy."""
-    p = _sim_parser()
-    p.prog = "python -m cost.run"
-    p.description = __doc__.split("\n\n")[0]
-    for action in p._actions:
-        if action.dest in RTL_ONLY:
-            action.help = f"{action.help} (ignored: RTL only)" if action.help else "(ignored: RTL only)"
-        elif action.dest in NO_COST_EFFECT:
-            action.help = f"{action.help} (no effect on the analytical cost)"
-        elif action.dest == "json":
-            action.help = ("print one JSON object: the Result plus edp and energy_breakdown "
-                           "(with --workload: {layers, total})")
-        elif action.dest == "mapping":
-            action.help = f"{action.help}; --workload always uses default_mapping"
-    # --workload joins the required (--gemm | --conv) group: exactly one of the three
-    shape = next(g for g in p._mutually_exclusive_groups if any(a.dest == "gemm" for a in g._group_actions))
-    shape.add_argument("--workload", metavar="NAME|FILE",
-                       help="every distinct layer of a search.workloads network (resnet50, bert, ...) "
-                            "or workload file, with default_mapping, and the network totals")
+def _parser() -> OneLineParser:
+    """sim.run's options (from `hw.cli`, worded for the analytical model), plus --workload
+    (in the required --gemm | --conv group) and --energy."""
+    p = OneLineParser(prog="python -m cost.run", description=__doc__.split("\n\n")[0])
+    add_config_arguments(p)
+    add_layer_arguments(p, workload_help="every distinct layer of a search.workloads network (resnet50, bert, ...) "
+                                         "or workload file, with default_mapping, and the network totals")
+    add_mapping_argument(p, workload=True)
+    add_output_arguments(p, analytical=True,
+                         json_help="print one JSON object: the Result plus edp and energy_breakdown "
+                                   "(with --workload: {layers, total})")
+    add_rtl_arguments(p, analytical=True)
     p.add_argument("--energy", type=Path, metavar="FILE",
                    help="JSON/YAML file overriding EnergyTable entries (field -> pJ or mm^2 value)")
     return p
@@ -102,14 +99,14 @@ def _evaluate_layer(hw, layer: Layer, mapping: Mapping | None, args, table: Ener
     try:
         return evaluate(hw, mapping, layer, out=args.out, table=table)
     except (MappingError, ValueError) as e:  # a mapping check() passes but the model rejects
-        return Result.infeasible(_line(e), "analytical")
+        return Result.infeasible(first_line(e), "analytical")
 
 
 def _text(hw, layer: Layer, mapping: Mapping | None, r: Result, breakdown: dict | None) -> str:
     if hw is None or mapping is None:  # no configuration or no mapping: nothing to summarise
         lines = [f"layer    {layer}"] + ([f"hardware {hw.to_json()}"] if hw is not None else [])
         return "\n".join(lines + [f"INFEASIBLE: {r.reason}"])
-    text = _summary(hw, layer, mapping, r)
+    text = summary_text(hw, layer, mapping, r)
     if not r.feasible:
         return text
     e = r.energy_pj
@@ -126,14 +123,14 @@ def _text(hw, layer: Layer, mapping: Mapping | None, r: Result, breakdown: dict 
 def _run_layer(args, layer: Layer, hw, table: EnergyTable) -> int:
     mapping = None
     try:
-        mapping = _mapping(args, hw, layer)
+        mapping = mapping_from_args(args, hw, layer)
     except MappingError as e:  # unreadable file, not a mapping, or no mapping fits (auto)
-        reason = _line(e)
+        reason = first_line(e)
         if args.mapping != "auto" and not reason.startswith("cannot read mapping file"):
             reason = f"mapping file {args.mapping}: {reason}"
         r = Result.infeasible(reason, "analytical")
     except ValueError as e:     # json.JSONDecodeError
-        r = Result.infeasible(f"mapping file {args.mapping} is not valid JSON: {_line(e)}", "analytical")
+        r = Result.infeasible(f"mapping file {args.mapping} is not valid JSON: {first_line(e)}", "analytical")
     else:
         r = _evaluate_layer(hw, layer, mapping, args, table)
     breakdown = _breakdown(r, hw, table)
@@ -160,7 +157,7 @@ def _run_workload(args, layers: list[Layer], hw, table: EnergyTable) -> int:
         try:
             mapping = default_mapping(hw, layer)
         except MappingError as e:
-            r = Result.infeasible(_line(e), "analytical")
+            r = Result.infeasible(first_line(e), "analytical")
         else:
             r = _evaluate_layer(hw, layer, mapping, args, table)
         results.append(r)
@@ -202,14 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m cost.run ...``; returns the exit status (bad arguments: 2, never raises)."""
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as e:  # argparse: --help (0) or a bad argument (2, one line printed)
+    except UsageError as e:
+        return print_error(e, see_help=True)
+    except SystemExit as e:  # argparse: --help (0)
         return e.code if isinstance(e.code, int) else 0
     from search.workload_file import WorkloadError
     from search.workloads import get_workload, unique_layers
 
     try:
-        if not 0 <= args.shift <= 31:
-            raise ValueError(f"--shift must be from 0 to 31; got {args.shift}")
+        output_from_args(args)  # checks --shift, which the cost ignores
         if args.workload is not None:
             if args.mapping != "auto":
                 raise ValueError("--mapping FILE maps one layer; --workload uses default_mapping for each")
@@ -220,13 +218,11 @@ def main(argv: list[str] | None = None) -> int:
             layer = layer_from_args(args)
         table = EnergyTable.from_file(args.energy) if args.energy is not None else DEFAULT_TABLE
     except (LayerError, EnergyError, WorkloadError, ValueError) as e:
-        print(f"error: {_line(e)}", file=sys.stderr)
-        return 2
+        return print_error(e)
     try:
         hw = config_from_args(args)
     except ConfigError as e:  # bad input, as in sim.run: one line, exit 2
-        print(f"error: {_line(e)}", file=sys.stderr)
-        return 2
+        return print_error(e)
     if args.workload is not None:
         return _run_workload(args, layers, hw, table)
     return _run_layer(args, layer, hw, table)

@@ -22,14 +22,14 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .config import HardwareConfig
+from .config import EXEC_SLOTS, HardwareConfig
 from .dma import DmaReader, DmaWriter, ADDR_BITS
 from .mesh import Mesh
 
 __all__ = ["LoadCmd", "StoreCmd", "ExecCmd", "ExecOp", "LoadController", "StoreController",
            "ExecuteController", "SLOTS", "TAG_BITS", "LADDR_BITS"]
 
-SLOTS = 16
+SLOTS = EXEC_SLOTS
 TAG_BITS = 4
 LADDR_BITS = 24
 DIMF = 6   # rows / cols field width (1..32)

@@ -3,8 +3,9 @@
     python -m hw.generate --dim 16 [--sp-kb 256] [--acc-kb 64] [--<field> N ...]
                           [--from-json cfg.json] [--out-dir build/rtl] [--lint]
 
-Every HardwareConfig field has a flag (underscores become dashes); fields not given
-keep the values of ``--from-json`` or the HardwareConfig defaults. The file is
+Every HardwareConfig field has a flag (underscores become dashes; `hw.cli`'s
+``add_config_arguments``, help from the field's ``ParamSpec``); fields not given keep
+the values of ``--from-json`` or the HardwareConfig defaults. The file is
 named from the config (``top_d16_sp256_acc64.v``, plus ``_<field><value>`` for each
 other field that differs from its default) and its path is the last line printed.
 A bad value prints one ``error: ...`` line to stderr and exits with status 2.
@@ -12,19 +13,17 @@ A bad value prints one ``error: ...`` line to stderr and exits with status 2.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import NoReturn
 
+from hw.cli import OneLineParser, UsageError, add_config_arguments, config_from_args, print_error
 from hw.config import ConfigError, HardwareConfig
 
-__all__ = ["rtl_stem", "config_from_args", "write_verilog", "lint_verilog", "main"]
+__all__ = ["rtl_stem", "write_verilog", "lint_verilog", "main"]
 
 _MAIN_FIELDS = ("dim", "sp_kb", "acc_kb")
 
@@ -39,38 +38,8 @@ def rtl_stem(cfg: HardwareConfig) -> str:
     return stem
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports bad arguments in one line (no usage block)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
-    """Add one --flag per HardwareConfig field, and --from-json, to a parser."""
-    doc = {}  # field -> description, from HardwareConfig's docstring table
-    current, column = [], 0
-    for line in (HardwareConfig.__doc__ or "").splitlines():
-        m = re.match(r"^(\s+)([a-z_]+(?:,\s*[a-z_]+)*)\s{2,}(\S.*)$", line)
-        if m:
-            current = [n.strip() for n in m.group(2).split(",")]
-            column = m.start(3)
-            for name in current:
-                doc[name] = m.group(3).strip()
-        elif current and line.strip() and len(line) - len(line.lstrip()) >= column:
-            for name in current:    # a continuation line of the description
-                doc[name] += " " + line.strip()
-        else:
-            current = []
-    for f in dataclasses.fields(HardwareConfig):
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=int, metavar="N",
-                       help=f"{doc.get(f.name, f.name)} (default {f.default})")
-    p.add_argument("--from-json", type=Path, metavar="FILE",
-                   help="start from a HardwareConfig JSON file (flags override its fields)")
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(
+def _parser() -> OneLineParser:
+    p = OneLineParser(
         prog="python -m hw.generate",
         description="Write the accelerator Verilog (top module 'top') for one HardwareConfig; "
         "prints the file path as the last line.",
@@ -79,23 +48,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=Path("build/rtl"), help="output directory (default build/rtl)")
     p.add_argument("--lint", action="store_true", help="also run 'verilator --lint-only -Wno-fatal' on the file")
     return p
-
-
-def config_from_args(args: argparse.Namespace) -> HardwareConfig:
-    """HardwareConfig from parsed arguments (raises ConfigError on a bad value)."""
-    base: dict = {}
-    if args.from_json is not None:
-        try:
-            base = json.loads(args.from_json.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"cannot read {args.from_json}: {e}") from None
-        if not isinstance(base, dict):
-            raise ConfigError(f"{args.from_json} does not hold a JSON object")
-    for f in dataclasses.fields(HardwareConfig):
-        value = getattr(args, f.name)
-        if value is not None:
-            base[f.name] = value
-    return HardwareConfig.from_dict(base)
 
 
 def write_verilog(cfg: HardwareConfig, out_dir: Path) -> Path:
@@ -135,12 +87,14 @@ def lint_verilog(path: Path) -> tuple[int, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m hw.generate``; returns the exit status."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as e:
+        return print_error(e, see_help=True)
     try:
         cfg = config_from_args(args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return print_error(e)
     try:
         path = write_verilog(cfg, args.out_dir)
     except ModuleNotFoundError as e:

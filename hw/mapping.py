@@ -40,6 +40,36 @@ Everything is double-buffered, so a mapping fits when
 ``sp_rows_needed = 2*(input_rows + weight_rows) <= hw.sp_rows`` and
 ``acc_rows_needed = 2*output_rows <= hw.acc_rows`` (`Mapping.footprint`, `Mapping.check`).
 
+The fit rule (one definition)
+-----------------------------
+`footprint_rows` (the three row counts from the tile extents) and `rows_needed` (the
+scratchpad and accumulator rows they occupy) are plain integer arithmetic that runs
+unchanged on Python ints, on numpy arrays of any broadcastable shape (a batch of tiles
+x a batch of hardware) and compiled by Numba (the analytical model's kernel compiles
+these same two functions). `reason_codes` applies every rule of `Mapping.check` in its
+precedence and returns a reason code (`REASONS`: 0 = fits, ...), again on ints (one
+mapping: `Mapping.check`, after the structural checks that only a `Mapping` object can
+fail) or on arrays (a batch: `check_arrays`, over the array form); `reason_text` words a
+code with the offending values (the one wording, used by `Mapping.check` and the dataset
+writer).
+
+Array form (a contract: the cost model and the search consume it)
+-----------------------------------------------------------------
+One mapping is two int64 arrays (`Mapping.to_arrays`, `Mapping.from_arrays`); a batch
+of B mappings adds a leading axis:
+
+``factors``: shape ``(3, 7)``
+    ``factors[lv, lp]`` is the tiling factor at level ``LEVELS[lv]`` (0 = "dram",
+    1 = "spad", 2 = "array") of loop ``LOOPS[lp]`` (0..6 = N, K, C, P, Q, R, S). The
+    spad-level tile extent is ``factors[1] * factors[2]``.
+
+``order``: shape ``(7,)``
+    ``order[pos]`` is the index into LOOPS of the loop at DRAM nesting position ``pos``,
+    outermost first: ``Mapping.order == tuple(LOOPS[i] for i in order)``.
+
+`arrays_json` writes the JSON text of `Mapping.to_json` straight from that form (the
+dataset writer stores mappings with it without building `Mapping` objects).
+
 Default mapping
 ---------------
 `default_mapping` is a greedy "largest tiles that fit" tiler in the spirit of Gemmini's
@@ -61,8 +91,10 @@ from __future__ import annotations
 import json
 import numbers
 from collections.abc import Mapping as _AbcMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+
+import numpy as np
 
 from hw.layer import LOOPS, Layer
 
@@ -70,18 +102,45 @@ __all__ = [
     "DEFAULT_ORDER",
     "LEVELS",
     "LOOPS",
+    "REASONS",
     "Check",
     "Footprint",
     "Mapping",
     "MappingError",
+    "arrays_json",
+    "check_arrays",
     "default_mapping",
+    "reason_codes",
     "divisors",
+    "footprint_rows",
+    "reason_text",
+    "rows_needed",
 ]
 
 LEVELS = ("dram", "spad", "array")
 DEFAULT_ORDER = ("N", "K", "P", "Q", "C", "R", "S")
 _GROW_PREFERENCE = ("K", "C", "P", "Q", "N", "R", "S")
 _LOOPS_TEXT = ", ".join(LOOPS)
+_NL = len(LOOPS)
+_IK, _IC = LOOPS.index("K"), LOOPS.index("C")
+
+#: Reason codes of `reason_codes` (and `Check.code`, and the analytical kernel), with their
+#: short wording (`reason_text` gives the wording with the offending values). The rules
+#: apply in this order, the first failing one giving the code: a factor < 1, the order not
+#: a permutation, factors not multiplying to the bounds, a loop other than C or K
+#: unrolled, an array factor above dim, the scratchpad, the accumulator.
+REASON_FACTOR, REASON_ORDER, REASON_PRODUCT, REASON_UNROLL, REASON_ARRAY, REASON_SPAD, REASON_ACC = \
+    7, 6, 1, 2, 3, 4, 5
+REASONS = {
+    0: None,
+    1: "factors do not multiply to the layer's loop bounds",
+    2: "a loop other than C or K is unrolled on the array",
+    3: "an array factor exceeds the array dimension",
+    4: "input + weight tiles exceed the scratchpad (double-buffered)",
+    5: "output tile exceeds the accumulator (double-buffered)",
+    6: "the loop order is not a permutation of N, K, C, P, Q, R, S",
+    7: "a factor is < 1",
+}
 
 
 class MappingError(ValueError):
@@ -122,13 +181,13 @@ class Footprint:
 
     @property
     def sp_rows_needed(self) -> int:
-        """Scratchpad rows for input + weight tiles, double-buffered."""
-        return 2 * (self.input_rows + self.weight_rows)
+        """Scratchpad rows for input + weight tiles, double-buffered (`rows_needed`)."""
+        return rows_needed(self.input_rows, self.weight_rows, self.output_rows)[0]
 
     @property
     def acc_rows_needed(self) -> int:
-        """Accumulator rows for the output tile, double-buffered."""
-        return 2 * self.output_rows
+        """Accumulator rows for the output tile, double-buffered (`rows_needed`)."""
+        return rows_needed(self.input_rows, self.weight_rows, self.output_rows)[1]
 
     def to_dict(self) -> dict:
         return {"input_rows": self.input_rows, "weight_rows": self.weight_rows,
@@ -138,23 +197,143 @@ class Footprint:
 
 @dataclass(frozen=True)
 class Check:
-    """Outcome of `Mapping.check`: truthy iff ok; ``reason`` is one line when not ok."""
+    """Outcome of `Mapping.check`: truthy iff ok; ``reason`` is one line when not ok and
+    ``code`` its `REASONS` code (0 when ok, -1 for a malformed `Mapping` object that
+    has no array form; not part of equality)."""
 
     ok: bool
     reason: str | None = None
+    code: int = field(default=0, compare=False)
 
     def __bool__(self) -> bool:
         return self.ok
 
 
+# ---- the fit rule ---------------------------------------------------------------------
+def footprint_rows(dim, stride, tn, tk, tc, tp, tq, tr, ts):
+    """(input_rows, weight_rows, output_rows) of a tile with extents T_N .. T_S (see the
+    module docstring). Integer arithmetic only: ints, broadcastable numpy arrays, Numba."""
+    cb = -(-tc // dim)
+    kb = -(-tk // dim)
+    in_h = (tp - 1) * stride + tr
+    in_w = (tq - 1) * stride + ts
+    return tn * in_h * in_w * cb, tr * ts * kb * tc, tn * tp * tq * kb
+
+
+def rows_needed(input_rows, weight_rows, output_rows):
+    """(scratchpad rows, accumulator rows) the tile occupies, double-buffered. A mapping
+    fits when they are <= hw.sp_rows and hw.acc_rows. Ints, numpy arrays, Numba."""
+    return 2 * (input_rows + weight_rows), 2 * output_rows
+
+
 def _footprint(dim: int, stride: int, t: dict) -> Footprint:
-    cb = -(-t["C"] // dim)
-    kb = -(-t["K"] // dim)
-    in_h = (t["P"] - 1) * stride + t["R"]
-    in_w = (t["Q"] - 1) * stride + t["S"]
-    return Footprint(input_rows=t["N"] * in_h * in_w * cb,
-                     weight_rows=t["R"] * t["S"] * kb * t["C"],
-                     output_rows=t["N"] * t["P"] * t["Q"] * kb)
+    i, w, o = footprint_rows(dim, stride, *(t[lp] for lp in LOOPS))
+    return Footprint(input_rows=i, weight_rows=w, output_rows=o)
+
+
+def reason_codes(dims, stride, F, O, dim, sp_rows, acc_rows):
+    """The rules of `Mapping.check` in precedence order, as arithmetic on values that are
+    all Python ints (one mapping) or all numpy arrays (a batch, broadcasting): ``F[lv][lp]``
+    the factor at level lv of loop lp, ``O[pos]`` the loop index at DRAM position pos
+    (``O=None`` skips the order rule), ``dims`` the 7 loop bounds. Returns the `REASONS`
+    code (0: valid and fits) of each mapping. `check_arrays` and `Mapping.check` are its
+    two front ends."""
+    small = wrong = unrolled = False
+    for i in range(_NL):
+        a, b, c = F[0][i], F[1][i], F[2][i]
+        small = small | (a < 1) | (b < 1) | (c < 1)
+        wrong = wrong | (a * b * c != dims[i])
+        if i not in (_IK, _IC):
+            unrolled = unrolled | (c != 1)
+    rules = [(REASON_FACTOR, small)]
+    if O is not None:
+        inside = [(o >= 0) & (o < _NL) for o in O]
+        mask = sum(1 << (o * ok) for o, ok in zip(O, inside))   # one bit per loop seen
+        every = inside[0]
+        for ok in inside[1:]:
+            every = every & ok
+        rules.append((REASON_ORDER, ~(every & (mask == (1 << _NL) - 1)) if isinstance(mask, np.ndarray)
+                      else not (every and mask == (1 << _NL) - 1)))
+    wide = (F[2][_IC] > dim) | (F[2][_IK] > dim)
+    rules += [(REASON_PRODUCT, wrong), (REASON_UNROLL, unrolled), (REASON_ARRAY, wide)]
+    sane = ~(small | wrong | unrolled | wide) if isinstance(wide, np.ndarray) else not (small or wrong or unrolled or wide)
+    t = [F[1][i] * F[2][i] * sane + (1 - sane) for i in range(_NL)]   # 1 where a rule already failed
+    sp, acc = rows_needed(*footprint_rows(dim, stride, *t))
+    rules += [(REASON_SPAD, sp > sp_rows), (REASON_ACC, acc > acc_rows)]
+    if not isinstance(sp, np.ndarray):
+        return next((c for c, bad in rules if bad), 0)
+    code = np.zeros(np.shape(sp), dtype=np.int64)
+    for c, bad in reversed(rules):
+        code = np.where(bad, c, code)
+    return code
+
+
+def check_arrays(dims, stride, factors, order, dim, sp_rows, acc_rows) -> np.ndarray:
+    """Reason code (`REASONS`; 0 = the mapping is valid and fits) of each of B mappings
+    in array form: `reason_codes` on a batch.
+
+    ``dims``: the layer's loop bounds (7,) in LOOPS order, ``stride`` its stride;
+    ``factors`` (B, 3, 7) and ``order`` (B, 7) as in the module docstring (``order=None``
+    skips the order rule: fitting never depends on it); ``dim``, ``sp_rows``,
+    ``acc_rows``: scalars or (B,) arrays (one hardware configuration, or one per row).
+    """
+    f = np.asarray(factors, dtype=np.int64)
+    B = f.shape[0]
+    F = [[f[:, lv, lp] for lp in range(_NL)] for lv in range(len(LEVELS))]
+    O = None if order is None else [c for c in np.asarray(order, dtype=np.int64).T]
+    d = np.broadcast_to(np.asarray(dim, dtype=np.int64), (B,))
+    code = reason_codes([int(v) for v in dims], stride, F, O, d, np.asarray(sp_rows), np.asarray(acc_rows))
+    return np.broadcast_to(code, (B,)).astype(np.int64)
+
+
+def reason_text(code: int, dims, stride, factors, order, dim: int, sp_rows: int, acc_rows: int) -> str | None:
+    """The one-line wording of reason ``code`` for one mapping in array form (factors
+    (3, 7), order (7,)), naming the offending loop and values (None for code 0)."""
+    code = int(code)
+    if code == 0:
+        return None
+    f = np.asarray(factors).tolist()
+    if code == REASON_ORDER:
+        names = [LOOPS[i] if 0 <= i < _NL else i for i in np.asarray(order).tolist()]
+        return f"order {names} is not a permutation of {_LOOPS_TEXT}"
+    if code == REASON_FACTOR:
+        lv, lp = next((lv, lp) for lv in range(3) for lp in range(_NL) if f[lv][lp] < 1)
+        return f"{LEVELS[lv]} factor of {LOOPS[lp]} is {f[lv][lp]!r}; factors must be integers >= 1"
+    dims = [int(v) for v in dims]
+    if code == REASON_PRODUCT:
+        i = next(i for i in range(_NL) if f[0][i] * f[1][i] * f[2][i] != dims[i])
+        a, b, c = f[0][i], f[1][i], f[2][i]
+        return f"loop {LOOPS[i]}: dram {a} x spad {b} x array {c} = {a * b * c} != layer dim {dims[i]}"
+    if code == REASON_UNROLL:
+        i = next(i for i in range(_NL) if i not in (_IK, _IC) and f[2][i] != 1)
+        return (f"array factor of {LOOPS[i]} is {f[2][i]}; "
+                f"only C and K are unrolled on the array, others must be 1")
+    if code == REASON_ARRAY:
+        i = next(i for i in (_IC, _IK) if f[2][i] > dim)
+        return f"array {LOOPS[i]} factor {f[2][i]} exceeds array dim {dim}"
+    sp, acc = rows_needed(*footprint_rows(dim, stride, *(f[1][i] * f[2][i] for i in range(_NL))))
+    if code == REASON_SPAD:
+        return f"input + weight tiles need {sp} scratchpad rows double-buffered, capacity {sp_rows}"
+    if code == REASON_ACC:
+        return f"output tile needs {acc} accumulator rows double-buffered, capacity {acc_rows}"
+    raise ValueError(f"reason code must be one of {sorted(REASONS)}; got {code}")
+
+
+def arrays_json(factors, order) -> str:
+    """`Mapping.to_json` of the mapping with ``factors`` (3 x 7, or 21 level-major ints)
+    and ``order`` (7 loop indices), written straight from the array form."""
+    f = np.asarray(factors).reshape(-1).tolist()
+    return _MAPPING_FMT % (*f, ", ".join(_QUOTED[i] for i in np.asarray(order).tolist()))
+
+
+def _mapping_format() -> str:
+    """`Mapping.to_dict`'s JSON text with %d for the 21 factors and %s for the order."""
+    levels = ", ".join(f'"{lv}": {{' + ", ".join(f'"{lp}": %d' for lp in LOOPS) + "}" for lv in LEVELS)
+    return '{"factors": {' + levels + '}, "order": [%s]}'
+
+
+_MAPPING_FMT = _mapping_format()
+_QUOTED = tuple(f'"{lp}"' for lp in LOOPS)
 
 
 @dataclass(frozen=True)
@@ -278,39 +457,28 @@ class Mapping:
         """Validate this mapping for (hw, layer); the first failing rule gives the reason."""
         names = [lv for lv, _ in self.factors]
         if tuple(names) != LEVELS:
-            return Check(False, f"factor levels {names} must be exactly {list(LEVELS)}")
+            return Check(False, f"factor levels {names} must be exactly {list(LEVELS)}", -1)
         for lv, pairs in self.factors:
             loops = tuple(lp for lp, _ in pairs)
             if loops != LOOPS:
-                return Check(False, f"{lv} factors cover loops {list(loops)}; need each of {_LOOPS_TEXT} once")
-        if len(self.order) != len(LOOPS) or set(self.order) != set(LOOPS):
-            return Check(False, f"order {list(self.order)} is not a permutation of {_LOOPS_TEXT}")
+                return Check(False, f"{lv} factors cover loops {list(loops)}; need each of {_LOOPS_TEXT} once",
+                             -1)
         fd = self.factors_dict()
         for lv in LEVELS:
             for lp in LOOPS:
                 v = fd[lv][lp]
                 if not _is_int(v) or v < 1:
-                    return Check(False, f"{lv} factor of {lp} is {v!r}; factors must be integers >= 1")
-        dims = layer.dims
-        for lp in LOOPS:
-            a, b, c = fd["dram"][lp], fd["spad"][lp], fd["array"][lp]
-            if a * b * c != dims[lp]:
-                return Check(False, f"loop {lp}: dram {a} x spad {b} x array {c} = {a * b * c} "
-                                    f"!= layer dim {dims[lp]}")
-        for lp in LOOPS:
-            if lp not in ("C", "K") and fd["array"][lp] != 1:
-                return Check(False, f"array factor of {lp} is {fd['array'][lp]}; "
-                                    f"only C and K are unrolled on the array, others must be 1")
-        for lp in ("C", "K"):
-            if fd["array"][lp] > hw.dim:
-                return Check(False, f"array {lp} factor {fd['array'][lp]} exceeds array dim {hw.dim}")
-        fp = self.footprint(hw, layer)
-        if fp.sp_rows_needed > hw.sp_rows:
-            return Check(False, f"input + weight tiles need {fp.sp_rows_needed} scratchpad rows "
-                                f"double-buffered, capacity {hw.sp_rows}")
-        if fp.acc_rows_needed > hw.acc_rows:
-            return Check(False, f"output tile needs {fp.acc_rows_needed} accumulator rows "
-                                f"double-buffered, capacity {hw.acc_rows}")
+                    return Check(False, f"{lv} factor of {lp} is {v!r}; factors must be integers >= 1",
+                                 REASON_FACTOR)
+        if len(self.order) != len(LOOPS) or set(self.order) != set(LOOPS):
+            return Check(False, f"order {list(self.order)} is not a permutation of {_LOOPS_TEXT}", REASON_ORDER)
+        dims = [layer.dims[lp] for lp in LOOPS]
+        code = reason_codes(dims, layer.stride, [[fd[lv][lp] for lp in LOOPS] for lv in LEVELS],
+                            [LOOPS.index(lp) for lp in self.order], hw.dim, hw.sp_rows, hw.acc_rows)
+        if code:
+            factors, order = self.to_arrays()
+            return Check(False, reason_text(code, dims, layer.stride, factors, order, hw.dim, hw.sp_rows,
+                                            hw.acc_rows), code)
         return Check(True, None)
 
     def validate(self, hw, layer: Layer) -> Mapping:
@@ -319,6 +487,36 @@ class Mapping:
         if not c:
             raise MappingError(f"mapping invalid for layer {layer.name!r}: {c.reason}")
         return self
+
+    # ---- array form -------------------------------------------------------------------
+    def to_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(factors (3, 7), order (7,)) int64 (the module docstring's array form);
+        MappingError when this is not a table of integer factors of the seven loops at
+        the three levels with an order that names loops."""
+        try:
+            fd = self.factors_dict()
+            factors = np.array([[fd[lv][lp] for lp in LOOPS] for lv in LEVELS], dtype=np.int64)
+            order = np.array([LOOPS.index(lp) for lp in self.order], dtype=np.int64)
+        except (KeyError, ValueError, TypeError, OverflowError) as e:
+            raise MappingError(f"mapping is not a (level x loop) table of integers with an order of "
+                               f"the loops {', '.join(LOOPS)}: {e}") from None
+        if order.shape != (_NL,):
+            raise MappingError(f"order {list(self.order)} is not a permutation of {_LOOPS_TEXT}")
+        return factors, order
+
+    @classmethod
+    def from_arrays(cls, factors, order) -> Mapping:
+        """The `Mapping` of one mapping in array form: factors (3, 7) and order (7,), a
+        permutation of 0..6 (MappingError otherwise)."""
+        f = np.asarray(factors)
+        o = np.asarray(order)
+        if f.shape != (len(LEVELS), _NL) or not np.issubdtype(f.dtype, np.integer):
+            raise MappingError(f"factors row must be an integer array of shape (3, 7); got {f.dtype} {f.shape}")
+        if o.shape != (_NL,) or not np.issubdtype(o.dtype, np.integer) or sorted(o.tolist()) != list(range(_NL)):
+            raise MappingError(f"order row must be a permutation of 0..6; got {o.tolist()}")
+        fl = f.tolist()
+        return cls(factors={lv: dict(zip(LOOPS, fl[i])) for i, lv in enumerate(LEVELS)},
+                   order=tuple(LOOPS[i] for i in o.tolist()))
 
     # ---- serialisation --------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -23,27 +23,23 @@ Local layout (dim = d, blocks are d x d, partial blocks use rows/cols < d):
     accumulator C block (nb) of a tile: tile_m rows at buffer + nb*tile_m; two buffers
                 (the two halves of the accumulator) when two C tiles fit.
 
-Program order (software pipelined). The hardware dispatches in program order into
-per-unit queues (load, execute, store) and an instruction waits at dispatch, blocking
-everything behind it, on a local address hazard or a full queue; long runs of one unit's
-instructions therefore serialise the units. The program is built from three streams per
-tile step t: E(t) = the PRELOAD / COMPUTE pairs of step t, L(t+1) = the loads of step t+1
-into the other (double-)buffers (A / B blocks in k-block order, then the bias) and
-S(t-1) = the stores of the C tile finished at step t-1 (when C is double-buffered, so
-step t computes into the other C buffer). Each step is
+Program order (software pipelined; the scheduling contract is `hw.schedule`'s). The
+program is built from three streams per tile step t: E(t) = the PRELOAD / COMPUTE pairs
+of step t, L(t+1) = the loads of step t+1 into the other (double-)buffers (A / B blocks
+in k-block order, then the bias) and S(t-1) = the stores of the C tile finished at step
+t-1 (when C is double-buffered, so step t computes into the other C buffer). Each step is
 
     [loads of step t's single-buffered operands]  (all of step 0's loads: the prologue)
     E(t) merged with S(t-1) and L(t+1)
     [stores of step t if C is single-buffered and t is its last k-tile]
 
 and after the last step the last C tile is stored (double-buffered C), then HALT. The
-merge walks E(t) and after each PRELOAD / COMPUTE pair emits the stores and loads due so
-far, spreading each stream evenly (the k-th of n is due after (k - 1/2) * |E(t)| / n
-execute instructions). Any local address hazard between the streams is honoured in
-program order (S(t-1) before E(t) before L(t+1)), e.g. a bias load for step t+1 into the
-C buffer still being stored follows that store. The program is thus a valid sequential
-program (as `hw.program.interpret` runs it); the hardware's scoreboard also stalls on
-the hazards, so results never depend on the overlap.
+merge is `hw.schedule.merge`: it walks E(t) and after each PRELOAD / COMPUTE pair emits
+the stores and loads due so far, spreading each stream evenly, and honours any local
+address hazard between the streams in program order (S(t-1) before E(t) before L(t+1)),
+e.g. a bias load for step t+1 into the C buffer still being stored follows that store.
+The program is thus a valid sequential program (as `hw.program.interpret` runs it); the
+hardware's scoreboard also stalls on the hazards, so results never depend on the overlap.
 """
 
 from __future__ import annotations
@@ -56,6 +52,7 @@ import numpy as np
 from hw.config import HardwareConfig
 from hw.program import DramImage, Program
 from hw.reference import gemm_reference
+from hw.schedule import Item, merge
 
 __all__ = ["GemmProgram", "gemm_program", "default_tiles", "random_gemm_inputs"]
 
@@ -265,18 +262,6 @@ def _assign(keys: list, buffers: tuple[int, ...]) -> list[tuple[int, bool]]:
 # program emission
 # ---------------------------------------------------------------------------------------
 
-class _Item(NamedTuple):
-    """Instructions emitted as a unit (one, or a PRELOAD with its COMPUTE) and their accesses.
-
-    ops: (Program method name, keyword arguments) pairs. reads / writes: (memory, first row,
-    last row) local row ranges, memory "sp" (scratchpad) or "acc" (accumulator).
-    """
-
-    ops: tuple[tuple[str, dict], ...]
-    reads: tuple[tuple[str, int, int], ...] = ()
-    writes: tuple[tuple[str, int, int], ...] = ()
-
-
 @dataclass(frozen=True)
 class _Emitter:
     """Builds the instruction items of one GEMM (loads, computes, stores per tile step)."""
@@ -302,12 +287,12 @@ class _Emitter:
             yield b, min(self.d, n - b * self.d)
 
     @staticmethod
-    def _mvin(dram: int, laddr: int, rows: int, cols: int, slot: int, acc: bool = False) -> _Item:
-        return _Item((("mvin", dict(dram=dram, laddr=laddr, rows=rows, cols=cols, slot=slot,
-                                    acc=acc)),),
-                     writes=(("acc" if acc else "sp", laddr, laddr + rows - 1),))
+    def _mvin(dram: int, laddr: int, rows: int, cols: int, slot: int, acc: bool = False) -> Item:
+        return Item((("mvin", dict(dram=dram, laddr=laddr, rows=rows, cols=cols, slot=slot,
+                                   acc=acc)),),
+                    writes=(("acc" if acc else "sp", laddr, laddr + rows - 1),))
 
-    def load_a(self, s: _Step, buf: int, kb: int, kr: int) -> list[_Item]:
+    def load_a(self, s: _Step, buf: int, kb: int, kr: int) -> list[Item]:
         """MVINs of the A blocks of k-block kb (all row chunks of the tile)."""
         return [self._mvin(self.a_addr + (s.m0 + r0) * self.K + s.k0 + kb * self.d,
                            buf + kb * self.tile_m + r0, rows, kr, slot=0)
@@ -316,13 +301,13 @@ class _Emitter:
     def _b_laddr(self, buf: int, kb: int, nb: int) -> int:
         return buf + (kb * (self.tile_n // self.d) + nb) * self.d
 
-    def load_b(self, s: _Step, buf: int, kb: int, kr: int) -> list[_Item]:
+    def load_b(self, s: _Step, buf: int, kb: int, kr: int) -> list[Item]:
         """MVINs of the B blocks of k-block kb (all n-blocks of the tile)."""
         return [self._mvin(self.b_addr + (s.k0 + kb * self.d) * self.N + s.n0 + nb * self.d,
                            self._b_laddr(buf, kb, nb), kr, nc, slot=1)
                 for nb, nc in self._blocks(s.ncols)]
 
-    def load_bias(self, s: _Step, buf: int) -> list[_Item]:
+    def load_bias(self, s: _Step, buf: int) -> list[Item]:
         out = []
         for nb, nc in self._blocks(s.ncols):
             for r0, rows in self._row_chunks(s.mrows):
@@ -332,7 +317,7 @@ class _Emitter:
                 out.append(self._mvin(dram, buf + nb * self.tile_m + r0, rows, nc, slot=2, acc=True))
         return out
 
-    def compute(self, s: _Step, a_buf: int, b_buf: int, c_buf: int) -> list[_Item]:
+    def compute(self, s: _Step, a_buf: int, b_buf: int, c_buf: int) -> list[Item]:
         """PRELOAD + COMPUTE pairs (k-blocks outermost; one item per pair)."""
         out = []
         for kb, kr in self._blocks(s.kcols):
@@ -350,22 +335,22 @@ class _Emitter:
                     else:
                         pre = dict(b_none=True, c_laddr=c_laddr, c_rows=mr, c_cols=nc,
                                    accumulate=accumulate)
-                    out.append(_Item((("preload", pre),
-                                      ("compute", dict(a_laddr=a_laddr, rows=mr, cols=kr,
-                                                       preloaded=(i == 0)))),
-                                     reads=tuple(reads),
-                                     writes=(("acc", c_laddr, c_laddr + mr - 1),)))
+                    out.append(Item((("preload", pre),
+                                     ("compute", dict(a_laddr=a_laddr, rows=mr, cols=kr,
+                                                      preloaded=(i == 0)))),
+                                    reads=tuple(reads),
+                                    writes=(("acc", c_laddr, c_laddr + mr - 1),)))
         return out
 
-    def store(self, s: _Step, buf: int) -> list[_Item]:
+    def store(self, s: _Step, buf: int) -> list[Item]:
         out = []
         for nb, nc in self._blocks(s.ncols):
             for r0, rows in self._row_chunks(s.mrows):
                 dram = self.c_addr + ((s.m0 + r0) * self.N + s.n0 + nb * self.d) * self.c_elem
                 laddr = buf + nb * self.tile_m + r0
-                out.append(_Item((("mvout", dict(dram=dram, laddr=laddr, rows=rows, cols=nc,
-                                                 acc=True)),),
-                                 reads=(("acc", laddr, laddr + rows - 1),)))
+                out.append(Item((("mvout", dict(dram=dram, laddr=laddr, rows=rows, cols=nc,
+                                                acc=True)),),
+                                reads=(("acc", laddr, laddr + rows - 1),)))
         return out
 
 
@@ -431,7 +416,7 @@ def gemm_program(cfg: HardwareConfig, M: int, K: int, N: int, *, tile_m: int | N
     return gp
 
 
-def _schedule(em: _Emitter, steps: list[_Step], bufs: _Buffers, has_bias: bool) -> list[_Item]:
+def _schedule(em: _Emitter, steps: list[_Step], bufs: _Buffers, has_bias: bool) -> list[Item]:
     """All loads, computes and stores of the GEMM, software-pipelined (see the module doc).
 
     Block of step t: [loads of step t's single-buffered operands] then the execute stream
@@ -444,13 +429,13 @@ def _schedule(em: _Emitter, steps: list[_Step], bufs: _Buffers, has_bias: bool) 
     c = _assign([(s.mi, s.ni) for s in steps], bufs.c)
     c_double = len(bufs.c) > 1
 
-    def loads(t: int, prefetched: bool | None) -> list[_Item]:
+    def loads(t: int, prefetched: bool | None) -> list[Item]:
         """Step t's loads (all, or only those of (not) double-buffered operands): the A and
         B blocks in k-block order (the order the computes use them), then the bias."""
         s = steps[t]
         want = lambda bufs_: prefetched is None or (len(bufs_) > 1) == prefetched
         (a_buf, a_new), (b_buf, b_new), (c_buf, c_new) = a[t], b[t], c[t]
-        out: list[_Item] = []
+        out: list[Item] = []
         for kb, kr in em._blocks(s.kcols):
             if a_new and want(bufs.a):
                 out += em.load_a(s, a_buf, kb, kr)
@@ -460,129 +445,19 @@ def _schedule(em: _Emitter, steps: list[_Step], bufs: _Buffers, has_bias: bool) 
             out += em.load_bias(s, c_buf)
         return out
 
-    def stores(t: int) -> list[_Item]:
+    def stores(t: int) -> list[Item]:
         return em.store(steps[t], c[t][0]) if 0 <= t < len(steps) and steps[t].last_k else []
 
-    out: list[_Item] = []
+    out: list[Item] = []
     for t, s in enumerate(steps):
         out += loads(t, None if t == 0 else False)
         prefetch = loads(t + 1, True) if t + 1 < len(steps) else []
-        out += _merge(stores(t - 1) if c_double else [], em.compute(s, a[t][0], b[t][0], c[t][0]),
-                      prefetch)
+        out += merge(stores(t - 1) if c_double else [], em.compute(s, a[t][0], b[t][0], c[t][0]),
+                     prefetch)
         if not c_double:
             out += stores(t)
     if c_double:
         out += stores(len(steps) - 1)
-    return out
-
-
-def _rows(ranges: tuple[tuple[str, int, int], ...]) -> Iterator[tuple[str, int]]:
-    for mem, lo, hi in ranges:
-        for r in range(lo, hi + 1):
-            yield mem, r
-
-
-_Ranges = dict[str, list[tuple[int, int]]]
-
-
-def _union(ranges: Iterator[tuple[str, int, int]]) -> _Ranges:
-    """Row ranges per memory as sorted, disjoint (lo, hi) intervals."""
-    by_mem: _Ranges = {}
-    for mem, lo, hi in ranges:
-        by_mem.setdefault(mem, []).append((lo, hi))
-    out: _Ranges = {}
-    for mem, ivs in by_mem.items():
-        merged: list[tuple[int, int]] = []
-        for lo, hi in sorted(ivs):
-            if merged and lo <= merged[-1][1] + 1:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-            else:
-                merged.append((lo, hi))
-        out[mem] = merged
-    return out
-
-
-def _overlap(x: _Ranges, y: _Ranges) -> bool:
-    for mem in x.keys() & y.keys():
-        a, b, i, j = x[mem], y[mem], 0, 0
-        while i < len(a) and j < len(b):
-            if a[i][0] <= b[j][1] and b[j][0] <= a[i][1]:
-                return True
-            if a[i][1] < b[j][1]:
-                i += 1
-            else:
-                j += 1
-    return False
-
-
-class _Footprint(NamedTuple):
-    """The rows a stream reads, writes and accesses (as `_union` intervals)."""
-
-    reads: _Ranges
-    writes: _Ranges
-    access: _Ranges
-
-    @classmethod
-    def of(cls, items: list[_Item]) -> "_Footprint":
-        reads = [r for it in items for r in it.reads]
-        writes = [r for it in items for r in it.writes]
-        return cls(_union(iter(reads)), _union(iter(writes)), _union(iter(reads + writes)))
-
-
-def _deps(later: list[_Item], earlier: list[_Item], later_fp: _Footprint,
-          earlier_fp: _Footprint) -> list[int]:
-    """Per item of `later`: the index of the last item of `earlier` it has a local-address
-    hazard with (RAW, WAR or WAW on a row), or -1."""
-    if not (_overlap(later_fp.writes, earlier_fp.access)
-            or _overlap(later_fp.reads, earlier_fp.writes)):
-        return [-1] * len(later)
-    last_write: dict[tuple[str, int], int] = {}
-    last_access: dict[tuple[str, int], int] = {}
-    for j, it in enumerate(earlier):
-        for key in _rows(it.reads):
-            last_access[key] = j
-        for key in _rows(it.writes):
-            last_access[key] = last_write[key] = j
-    return [max([last_access.get(key, -1) for key in _rows(it.writes)]
-                + [last_write.get(key, -1) for key in _rows(it.reads)], default=-1)
-            for it in later]
-
-
-def _merge(stores: list[_Item], execs: list[_Item], loads: list[_Item]) -> list[_Item]:
-    """Interleave three independent instruction streams along the execute stream.
-
-    After each execute item, the stores and loads due so far are emitted: the k-th of n
-    items of a stream is due after (k - 1/2) * n_exec / n execute instructions, which
-    spreads it evenly over the block. The result is a valid sequential program if the
-    concatenation stores + execs + loads is: an item is emitted only after every item it
-    has a hazard with that precedes it in that concatenation (those are pulled forward).
-    """
-    streams = [stores, execs, loads]
-    # deps[s]: (earlier stream, per-item index of the last hazard in it)
-    fps = [_Footprint.of(st) for st in streams]
-    deps = [[(e, _deps(streams[s], streams[e], fps[s], fps[e])) for e in range(s)]
-            for s in range(3)]
-    pos = [0, 0, 0]
-    out: list[_Item] = []
-
-    def emit(s: int, upto: int) -> None:
-        while pos[s] <= upto:
-            j = pos[s]
-            for e, dep in deps[s]:
-                emit(e, dep[j])
-            out.append(streams[s][j])
-            pos[s] += 1
-
-    n_exec = sum(len(it.ops) for it in execs)
-    done = 0
-    for j, it in enumerate(execs):
-        emit(1, j)
-        done += len(it.ops)
-        for s in (0, 2):
-            n = len(streams[s])
-            emit(s, (2 * done * n + n_exec) // (2 * n_exec) - 1)
-    emit(0, len(stores) - 1)
-    emit(2, len(loads) - 1)
     return out
 
 

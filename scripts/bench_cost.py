@@ -42,7 +42,8 @@ import cost
 from cost import kernel, model
 from hw.config import HardwareConfig
 from hw.layer import Layer
-from search.space import DIMS, MEM_KB, HardwareSpace, MappingSpace
+from hw.mapping import Mapping
+from search.space import DIMS, HardwareSpace, MappingSpace
 from search.workloads import get_workload
 
 TARGET = 1e6   # evaluations per second per core
@@ -69,15 +70,8 @@ def draw(layer: Layer, batch: int, seed: int):
     rng = np.random.default_rng(seed)
     u_hw = rng.random((batch, 3))
     u_map = rng.random((batch, 8))
-    # HardwareSpace.from_unit's rule, floor(u * len) clipped, on the whole batch
-    idx = np.minimum((u_hw * [len(DIMS), len(MEM_KB), len(MEM_KB)]).astype(np.int64),
-                     [len(DIMS) - 1, len(MEM_KB) - 1, len(MEM_KB) - 1])
-    dim = np.asarray(DIMS)[idx[:, 0]]
-    hw = {"dim": dim, "acc_kb": np.asarray(MEM_KB)[idx[:, 1]], "sp_kb": np.asarray(MEM_KB)[idx[:, 2]]}
-    space = HardwareSpace()
-    for i in range(min(batch, 8)):   # the rule above is HardwareSpace's
-        h = space.from_unit(u_hw[i])
-        assert (h.dim, h.acc_kb, h.sp_kb) == (hw["dim"][i], hw["acc_kb"][i], hw["sp_kb"][i])
+    hw = HardwareSpace.from_unit_arrays(u_hw)
+    dim = hw["dim"]
     factors = np.empty((batch, 3, 7), dtype=np.int64)
     order = np.empty((batch, 7), dtype=np.int64)
     for d in DIMS:
@@ -101,7 +95,7 @@ def time_scalar(layer, hw, factors, order, n: int) -> tuple[float, float]:
     n = min(n, len(factors))
     cfgs = [HardwareConfig(dim=int(hw["dim"][i]), sp_kb=int(hw["sp_kb"][i]), acc_kb=int(hw["acc_kb"][i]))
             for i in range(n)]
-    maps = [MappingSpace.mapping_from_arrays(factors[i], order[i]) for i in range(n)]
+    maps = [Mapping.from_arrays(factors[i], order[i]) for i in range(n)]
     t0 = time.perf_counter()
     results = [cost.evaluate(h, m, layer) for h, m in zip(cfgs, maps)]
     wall = time.perf_counter() - t0

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hw.cli import first_line  # noqa: E402
 from hw.config import HardwareConfig  # noqa: E402
 from hw.tiled_gemm import gemm_program, random_gemm_inputs  # noqa: E402
 from sim.build import build_cocotb_model  # noqa: E402
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
         for d in dims:
             HardwareConfig(dim=d)
     except ValueError as e:
-        print(f"error: --dims {args.dims!r}: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"error: --dims {args.dims!r}: {first_line(e)}", file=sys.stderr)
         return 2
     rows = []
     header = (f"{'DIM':>4} {'GEMM MxKxN':>16} {'build s':>8} {'cycles':>9} {'sim s':>7} "

@@ -80,9 +80,9 @@ import numpy as np
 
 from hw.config import HardwareConfig
 from hw.layer import LOOPS, Layer
-from hw.mapping import LEVELS
+from hw.mapping import LEVELS, Mapping, arrays_json, reason_text
 from hw.result import BUSY_KEYS, COUNT_KEYS, Result
-from search.cli import RaisingParser, UsageError
+from hw.cli import OneLineParser, UsageError, first_line
 from search.dataset import (
     COLUMN_NAMES,
     DB_NAME,
@@ -94,7 +94,7 @@ from search.dataset import (
     format_summary,
     summary,
 )
-from search.space import DIMS, MEM_KB, CoDesignSpace, HardwareSpace, MappingSpace
+from search.space import HW_UNIT_DIMS, CoDesignSpace, HardwareSpace, MappingSpace, unit_index
 from search.workloads import WorkloadError, get_workload, unique_layers
 
 __all__ = ["CollectError", "CollectFailure", "Spec", "VerificationStop", "collect", "decode_units",
@@ -105,8 +105,6 @@ MODELS = ("family", "exact")
 DEFAULT_BATCH = 4096
 DEFAULT_MAX_CYCLES = 20_000_000
 _ROOT = Path(__file__).resolve().parents[1]
-_DIMS = np.array(DIMS, dtype=np.int64)
-_MEM = np.array(MEM_KB, dtype=np.int64)
 _FEASIBLE = COLUMN_NAMES.index("feasible")
 # Meta entries that must match for a run to continue a collection (n may grow).
 _MATCH_KEYS = ("fidelity", "workloads", "seed", "layers", "hw_base", "rtl")
@@ -169,11 +167,6 @@ class Spec:
         return CoDesignSpace(self.layers, HardwareSpace(self.hw_base))
 
 
-def _pick(u: np.ndarray, k: int) -> np.ndarray:
-    """`search.space`'s unit-cube rule: floor(u * k), clipped to k - 1."""
-    return np.minimum(np.floor(u * k).astype(np.int64), k - 1)
-
-
 @lru_cache(maxsize=4096)
 def _mapping_space(layer: Layer, hw: HardwareConfig) -> MappingSpace:
     return MappingSpace(hw, layer)
@@ -196,40 +189,25 @@ def decode_units(spec: Spec, u: np.ndarray) -> dict:
     `MappingSpace.encode_arrays`."""
     u = np.asarray(u, dtype=np.float64).reshape(-1, CoDesignSpace.unit_dims)
     b = len(u)
-    li = _pick(u[:, 0], len(spec.layers))
-    di, ai, si = _pick(u[:, 1], len(DIMS)), _pick(u[:, 2], len(MEM_KB)), _pick(u[:, 3], len(MEM_KB))
-    dim, acc, sp = _DIMS[di], _MEM[ai], _MEM[si]
+    li = unit_index(u[:, 0], len(spec.layers))
+    grid = HardwareSpace.from_unit_arrays(u[:, 1:1 + HW_UNIT_DIMS])
+    dim, acc, sp = grid["dim"], grid["acc_kb"], grid["sp_kb"]
     factors = np.empty((b, len(LEVELS), len(LOOPS)), dtype=np.int64)
     order = np.empty((b, len(LOOPS)), dtype=np.int64)
     enc = np.empty((b, len(ENCODING_NAMES)), dtype=np.float64)
-    enc[:, 0] = di / (len(DIMS) - 1)
-    enc[:, 1] = (acc - 8) / 248
-    enc[:, 2] = (sp - 8) / 248
+    enc[:, :HW_UNIT_DIMS] = HardwareSpace.encode_arrays(dim, acc, sp)
     for l, d in {(int(a), int(c)) for a, c in zip(li, dim)}:
         sel = np.flatnonzero((li == l) & (dim == d))
         ms = _mapping_space(spec.layers[l], _hw(spec.hw_base, d, spec.hw_base.sp_kb, spec.hw_base.acc_kb))
-        f, o = ms.from_unit_arrays(u[sel, 4:])
+        f, o = ms.from_unit_arrays(u[sel, 1 + HW_UNIT_DIMS:])
         factors[sel], order[sel] = f, o
-        enc[sel, 3:] = ms.encode_arrays(f, o)
+        enc[sel, HW_UNIT_DIMS:] = ms.encode_arrays(f, o)
     return {"layer": li, "dim": dim, "sp_kb": sp, "acc_kb": acc, "factors": factors, "order": order,
             "encoding": enc}
 
 
 # ---- records ----------------------------------------------------------------------------
-def _mapping_format() -> str:
-    """`Mapping.to_json`'s text with %d for the 21 factors and %s for the order."""
-    levels = ", ".join(f'"{lv}": {{' + ", ".join(f'"{lp}": %d' for lp in LOOPS) + "}" for lv in LEVELS)
-    return '{"factors": {' + levels + '}, "order": [%s]}'
-
-
-_MAPPING_FMT = _mapping_format()
-_QUOTED = tuple(f'"{lp}"' for lp in LOOPS)
-
-
-def mapping_json(factors_row: Sequence[int], order_row: Sequence[int]) -> str:
-    """`Mapping.to_json` of the mapping with factors (21 ints, level-major) and order
-    (7 loop indices), without building the Mapping."""
-    return _MAPPING_FMT % (*factors_row, ", ".join(_QUOTED[i] for i in order_row))
+mapping_json = arrays_json   # the dataset's mapping column: `Mapping.to_json` from the array form
 
 
 def _row(idx: int, u_json: str, li: int, layer_name: str, workloads: str, layer_json: str, hw_json: str,
@@ -238,11 +216,6 @@ def _row(idx: int, u_json: str, li: int, layer_name: str, workloads: str, layer_
     return (idx, u_json, li, workloads, layer_name, layer_json, hw_json, map_json, dim, sp, acc, enc_json,
             r.to_json(), int(r.feasible), r.reason, r.cycles, r.energy_pj, r.area_mm2, r.edp, r.utilisation,
             *(r.counts[k] for k in COUNT_KEYS), *(r.busy[k] for k in BUSY_KEYS))
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def evaluate_chunk(spec: Spec, idx: np.ndarray, u: np.ndarray) -> tuple[list[tuple], str | None]:
@@ -282,12 +255,13 @@ def _analytical(spec: Spec, dec: dict, row: Callable[[int, Result], tuple]) -> l
         hw = {**base, "dim": dec["dim"][sel], "sp_kb": dec["sp_kb"][sel], "acc_kb": dec["acc_kb"][sel]}
         arrays = evaluate_arrays(layer, hw, dec["factors"][sel], dec["order"][sel])
         feasible = arrays["feasible"].tolist()
+        dims = [layer.dims[lp] for lp in LOOPS]
         for j, i in enumerate(sel.tolist()):
             reason = None
-            if not feasible[j]:  # word it as the RTL path does: Mapping.check's reason
+            if not feasible[j]:  # worded as the RTL path words it (Mapping.check: hw.mapping.reason_text)
                 hwc = _hw(spec.hw_base, int(dec["dim"][i]), int(dec["sp_kb"][i]), int(dec["acc_kb"][i]))
-                m = MappingSpace.mapping_from_arrays(dec["factors"][i], dec["order"][i])
-                reason = m.check(hwc, layer).reason
+                reason = reason_text(arrays["reason"][j], dims, layer.stride, dec["factors"][i], dec["order"][i],
+                                     hwc.dim, hwc.sp_rows, hwc.acc_rows)
             rows[i] = row(i, result_from_arrays(arrays, j, reason_text=reason))
     return rows
 
@@ -315,7 +289,7 @@ def _rtl(spec: Spec, idx: np.ndarray, dec: dict, row) -> tuple[list[tuple], str 
     for j, i in enumerate(idx.tolist()):
         layer = spec.layers[int(dec["layer"][j])]
         hwc = _hw(spec.hw_base, int(dec["dim"][j]), int(dec["sp_kb"][j]), int(dec["acc_kb"][j]))
-        m = MappingSpace.mapping_from_arrays(dec["factors"][j], dec["order"][j])
+        m = Mapping.from_arrays(dec["factors"][j], dec["order"][j])
         skipped = over_budget(spec, hwc, m, layer)
         if skipped is not None:
             rows.append(row(j, price(skipped, hwc)))
@@ -325,9 +299,9 @@ def _rtl(spec: Spec, idx: np.ndarray, dec: dict, row) -> tuple[list[tuple], str 
                 r = evaluate(hwc, m, layer, seed=input_seed(spec.seed, i), cache_dir=spec.cache_dir,
                              timeout_s=spec.timeout_s, workdir=wd, superset=spec.models == "family")
         except VerificationError as e:
-            return rows, f"sample {i}: {_first_line(e)}"
+            return rows, f"sample {i}: {first_line(e)}"
         except Exception as e:  # noqa: BLE001  (a build or simulator failure: stored, retried on request)
-            r = Result.infeasible(f"error: {type(e).__name__}: {_first_line(e)}", "rtl")
+            r = Result.infeasible(f"error: {type(e).__name__}: {first_line(e)}", "rtl")
         rows.append(row(j, price(r, hwc)))
     return rows, None
 
@@ -538,7 +512,7 @@ def _open(out: Path, meta: dict, layer_rows: list[tuple], warn: Callable[[str], 
     except DatasetError as e:
         raise CollectError(str(e)) from None
     except (OSError, sqlite3.Error) as e:
-        raise CollectError(f"cannot write the dataset {db}: {_first_line(e)}") from None
+        raise CollectError(f"cannot write the dataset {db}: {first_line(e)}") from None
     if created:
         return store
     old = store.meta
@@ -583,7 +557,7 @@ def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int =
     try:
         layers, entries, layer_rows = space_layers(workloads)
     except WorkloadError as e:
-        raise CollectError(_first_line(e)) from None
+        raise CollectError(first_line(e)) from None
     hw_base = HardwareConfig()
     if fidelity == "rtl":  # the simulation-only DRAM model holds the largest layer
         from sim.compiler import dram_mb_for
@@ -685,7 +659,7 @@ def _build_families(spec: Spec, dims: Sequence[int], quiet: bool, err) -> None:
         try:
             model = build_lean_model(hw, cache_dir=spec.cache_dir, capacity_ports=True)
         except BuildError as e:
-            raise CollectFailure(f"building the DIM {d} simulation model failed: {_first_line(e)}") from None
+            raise CollectFailure(f"building the DIM {d} simulation model failed: {first_line(e)}") from None
         if not quiet and model.build_s is not None:
             print(f"built the DIM {d} simulation model (every memory size) in {time.perf_counter() - t0:.0f} s",
                   file=err)
@@ -719,7 +693,7 @@ def _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s, models=
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = RaisingParser(prog="python -m search.collect", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m search.collect", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fidelity", choices=FIDELITIES, help="evaluator: analytical model or RTL simulation")
     p.add_argument("--workloads", help="comma-separated workload names or files, e.g. resnet50,bert,unet,retinanet")
@@ -752,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except UsageError as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {first_line(e)}", file=sys.stderr)
         return 2
     if args.summary is not None:
         others = [f"--{k.replace('_', '-')}" for k in ("fidelity", "workloads", "n", "out", "workers", "ray", "batch")
@@ -762,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise CollectError(f"--summary takes no other option; got {', '.join(others)}")
             print(format_summary(summary(args.summary)))
         except (CollectError, DatasetError) as e:
-            print(f"error: {_first_line(e)}", file=sys.stderr)
+            print(f"error: {first_line(e)}", file=sys.stderr)
             return 2
         return 0
     missing = [f"--{k}" for k in ("fidelity", "workloads", "n", "out") if getattr(args, k) is None]
@@ -776,10 +750,10 @@ def main(argv: list[str] | None = None) -> int:
                 cache_dir=args.cache_dir, timeout_s=args.timeout, retry_errors=args.retry_errors,
                 models=args.models, max_cycles=args.max_cycles)
     except CollectError as e:
-        print(f"error: {_first_line(e)}", file=sys.stderr)
+        print(f"error: {first_line(e)}", file=sys.stderr)
         return 2
     except CollectFailure as e:
-        print(f"error: {_first_line(e)}", file=sys.stderr)
+        print(f"error: {first_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: the samples stored so far are kept; rerun the same command to continue",

@@ -85,6 +85,7 @@ import numpy as np
 
 from hw.result import BUSY_KEYS, COUNT_KEYS
 from search.space import ENCODING_NAMES as MAPPING_ENCODING_NAMES
+from search.space import HW_ENCODING_NAMES
 
 __all__ = [
     "DB_NAME",
@@ -109,7 +110,6 @@ __all__ = [
 SCHEMA = "accelsim.dataset/1"
 DB_NAME = "dataset.sqlite"
 PARQUET_NAME = "dataset.parquet"
-HW_ENCODING_NAMES = ("hw_dim", "hw_acc_kb", "hw_sp_kb")
 ENCODING_NAMES = HW_ENCODING_NAMES + tuple(MAPPING_ENCODING_NAMES)
 UNIT_NAMES = ("u_layer", "u_dim", "u_acc_kb", "u_sp_kb") + tuple(f"u_map{i}" for i in range(8))
 

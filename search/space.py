@@ -1,7 +1,9 @@
 """The co-design space: hardware configurations x mappings, and their numeric forms.
 
 Table 6.1 of the Polaris/Starlight thesis (Gemmini's co-design space), restated on this
-toolkit's `HardwareConfig`, `Layer` and `Mapping`:
+toolkit's `HardwareConfig`, `Layer` and `Mapping`. The searched hardware fields are
+``HW_AXES = ("dim", "acc_kb", "sp_kb")``; their values are the allowed values of those
+fields (`hw.config.param_spec`), never a copy:
 
 =========================  ================================================
 Spatial array              DIMS = 4, 8, 16, 32 (dim x dim PEs)
@@ -45,24 +47,13 @@ Loop orders are numbered by their Lehmer code (`order_from_index`, `order_index`
 index 0 is ``LOOPS`` itself, 5039 is ``LOOPS`` reversed, and the numbering is the
 lexicographic order of the permutations of ``(0, ..., 6)`` (loop indices into LOOPS).
 
-Array layout (a contract: the analytical cost model consumes it)
-----------------------------------------------------------------
-A batch of B mappings of one `MappingSpace` is two int64 arrays:
-
-``factors``: shape ``(B, 3, 7)``
-    ``factors[b, lv, lp]`` is the tiling factor of mapping b at level
-    ``LEVELS[lv]`` (0 = "dram", 1 = "spad", 2 = "array") for loop ``LOOPS[lp]``
-    (0..6 = N, K, C, P, Q, R, S). For every b and lp, the product over lv equals
-    ``layer.dims[LOOPS[lp]]``; ``factors[b, 2, lp] == 1`` unless lp is K (1) or C (2).
-    The spad-level tile extent is ``factors[:, 1, :] * factors[:, 2, :]``.
-
-``order``: shape ``(B, 7)``
-    ``order[b, pos]`` is the index into LOOPS of the loop at DRAM nesting position
-    ``pos``, outermost first: ``Mapping.order == tuple(LOOPS[i] for i in order[b])``.
-    Each row is a permutation of ``0..6``.
-
-A single mapping's arrays (`arrays_from_mapping`, `mapping_from_arrays`) are the same
-without the batch axis: ``(3, 7)`` and ``(7,)``.
+Array layout
+------------
+A batch of B mappings is ``factors`` (B, 3, 7) and ``order`` (B, 7), int64: the array
+form of `hw.mapping` (`Mapping.to_arrays` / `Mapping.from_arrays`) with a batch axis.
+Every mapping a `MappingSpace` produces has, for every loop, factors whose product is
+the loop's bound and array factors 1 except for K and C; the fit rule on batches is
+`hw.mapping.check_arrays` (`MappingSpace.fits_arrays`).
 
 Numeric encoding (the surrogate's inputs)
 -----------------------------------------
@@ -107,14 +98,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from hw.config import HardwareConfig
+from hw.config import HardwareConfig, param_spec
 from hw.layer import LOOPS, Layer
-from hw.mapping import LEVELS, Mapping, divisors
+from hw.mapping import LEVELS, Mapping, MappingError, check_arrays, divisors, footprint_rows, rows_needed
 
 __all__ = [
     "CODESIGN_UNIT_DIMS",
     "DIMS",
     "ENCODING_NAMES",
+    "HW_AXES",
+    "HW_ENCODING_NAMES",
     "HW_UNIT_DIMS",
     "MEM_KB",
     "N_ORDERS",
@@ -126,12 +119,18 @@ __all__ = [
     "SpaceSize",
     "order_from_index",
     "order_index",
+    "unit_index",
 ]
 
-DIMS = (4, 8, 16, 32)
-MEM_KB = tuple(range(8, 257, 8))
+#: The searched HardwareConfig fields, in the order of the hardware encoding and unit cube.
+HW_AXES = ("dim", "acc_kb", "sp_kb")
+HW_ENCODING_NAMES = tuple(f"hw_{a}" for a in HW_AXES)
+DIMS = tuple(param_spec("dim").values)
+MEM_KB = tuple(param_spec("sp_kb").values)
+assert MEM_KB == tuple(param_spec("acc_kb").values)  # one grid for both memories
+_AXIS_VALUES = (DIMS, MEM_KB, MEM_KB)
 N_ORDERS = math.factorial(len(LOOPS))  # 5040
-HW_UNIT_DIMS = 3
+HW_UNIT_DIMS = len(HW_AXES)
 UNIT_DIMS = len(LOOPS) + 1  # 8
 CODESIGN_UNIT_DIMS = 1 + HW_UNIT_DIMS + UNIT_DIMS  # 12
 ENCODING_NAMES = tuple([f"{lv}_{lp}" for lp in LOOPS for lv in LEVELS]
@@ -139,7 +138,6 @@ ENCODING_NAMES = tuple([f"{lv}_{lp}" for lp in LOOPS for lv in LEVELS]
 
 _METHODS = ("uniform", "sobol")
 _NL = len(LOOPS)
-_IK, _IC = LOOPS.index("K"), LOOPS.index("C")
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -214,8 +212,9 @@ def _unit_vector(u, d: int, name: str) -> np.ndarray:
     return _unit_matrix(_vector(u, d, name)[None, :], d, name)[0]
 
 
-def _pick(u: np.ndarray, k) -> np.ndarray:
-    """Index floor(u * k), clipped to k - 1 (u in [0, 1]; k broadcasts)."""
+def unit_index(u: np.ndarray, k) -> np.ndarray:
+    """The unit-cube rule of every space here: index floor(u * k), clipped to k - 1
+    (u in [0, 1]; k broadcasts)."""
     return np.minimum(np.floor(u * k).astype(np.int64), np.asarray(k, dtype=np.int64) - 1)
 
 
@@ -301,12 +300,10 @@ class HardwareSpace:
     def _indices(self, hw) -> tuple[int, int, int]:
         if not isinstance(hw, HardwareConfig):
             raise SpaceError(f"expected a HardwareConfig; got {type(hw).__name__}")
-        if hw.dim not in DIMS:
-            raise SpaceError(f"dim must be one of {', '.join(map(str, DIMS))}; got {hw.dim}")
-        for name in ("acc_kb", "sp_kb"):
+        for name, values in zip(HW_AXES, _AXIS_VALUES):
             v = getattr(hw, name)
-            if v not in MEM_KB:
-                raise SpaceError(f"{name} must be a multiple of 8 from 8 to 256; got {v}")
+            if v not in values:
+                raise SpaceError(f"{name} must be {param_spec(name).allowed}; got {v}")
         rest = dataclasses.replace(hw, dim=self.base.dim, acc_kb=self.base.acc_kb, sp_kb=self.base.sp_kb)
         if rest != self.base:
             diff = ", ".join(f"{f.name}={getattr(hw, f.name)} (base {getattr(self.base, f.name)})"
@@ -320,14 +317,23 @@ class HardwareSpace:
         return (di * len(MEM_KB) + ai) * len(MEM_KB) + si
 
     def encode(self, hw: HardwareConfig) -> np.ndarray:
-        """``hw`` as a point of [0,1]^3: ``(DIMS.index(dim) / 3, (acc_kb - 8) / 248, (sp_kb - 8) / 248)``.
+        """``hw`` as a point of [0,1]^3 (`encode_arrays` of one configuration)."""
+        self._indices(hw)
+        return self.encode_arrays(hw.dim, hw.acc_kb, hw.sp_kb)[0]
+
+    @staticmethod
+    def encode_arrays(dim, acc_kb, sp_kb) -> np.ndarray:
+        """Encoding (B, 3) of grid values (arrays or scalars, in the grid):
+        ``(DIMS.index(dim) / 3, (acc_kb - 8) / 248, (sp_kb - 8) / 248)``.
 
         The array dimension is encoded by its index in DIMS, i.e. uniformly in log2(dim)
-        (4, 8, 16, 32 -> 0, 1/3, 2/3, 1); the memory sizes are min-max scaled. The
-        realizable points form the product grid {0, 1/3, 2/3, 1} x {j/31} x {j/31}.
-        """
-        di, _, _ = self._indices(hw)
-        return np.array([di / (len(DIMS) - 1), (hw.acc_kb - 8) / 248, (hw.sp_kb - 8) / 248])
+        (4, 8, 16, 32 -> 0, 1/3, 2/3, 1); the memory sizes are min-max scaled over their
+        allowed range. The realizable points form the product grid {0, 1/3, 2/3, 1} x
+        {j/31} x {j/31}."""
+        dim, acc_kb, sp_kb = (np.atleast_1d(np.asarray(v, dtype=np.int64)) for v in (dim, acc_kb, sp_kb))
+        di = np.searchsorted(np.asarray(DIMS), dim)
+        lo, hi = MEM_KB[0], MEM_KB[-1]
+        return np.stack([di / (len(DIMS) - 1), (acc_kb - lo) / (hi - lo), (sp_kb - lo) / (hi - lo)], axis=1)
 
     def encode_many(self, hws) -> np.ndarray:
         """`encode` of each configuration: shape (n, 3)."""
@@ -351,8 +357,17 @@ class HardwareSpace:
     def from_unit(self, u) -> HardwareConfig:
         """Unit-cube point (3 numbers in [0, 1]) -> configuration, by floor(u * len) per axis."""
         a = _unit_vector(u, HW_UNIT_DIMS, "hardware unit point")
-        di, ai, si = (int(v) for v in _pick(a, [len(DIMS), len(MEM_KB), len(MEM_KB)]))
+        di, ai, si = (int(v) for v in unit_index(a, [len(v) for v in _AXIS_VALUES]))
         return self._make(di, ai, si)
+
+    @staticmethod
+    def from_unit_arrays(u) -> dict:
+        """`from_unit` of a batch of unit points (B, 3), as int64 arrays (B,) of the
+        searched fields: ``{"dim": ..., "acc_kb": ..., "sp_kb": ...}``."""
+        a = _unit_matrix(u, HW_UNIT_DIMS, "hardware unit points")
+        idx = unit_index(a, np.array([len(v) for v in _AXIS_VALUES]))
+        return {name: np.asarray(values, dtype=np.int64)[idx[:, i]]
+                for i, (name, values) in enumerate(zip(HW_AXES, _AXIS_VALUES))}
 
     def sample(self, n: int, seed: int = 0, method: str = "uniform") -> list[HardwareConfig]:
         """``n`` configurations (with repetition) from seeded uniform or scrambled Sobol
@@ -440,19 +455,12 @@ class MappingSpace:
     order_from_index = staticmethod(order_from_index)
     order_index = staticmethod(order_index)
 
-    # ---- fit rule (vectorised) ---------------------------------------------------------
+    # ---- fit rule (vectorised; the rule itself is hw.mapping's) --------------------------
     def _fits_tiles(self, t: np.ndarray) -> np.ndarray:
-        """Capacity rule of `Mapping.check` on tile extents t (B, 7): bool (B,)."""
-        dim, stride = self.hw.dim, self.layer.stride
-        tn, tk, tc, tp, tq, tr, ts = (t[:, i] for i in range(_NL))
-        cb = -(-tc // dim)
-        kb = -(-tk // dim)
-        in_h = (tp - 1) * stride + tr
-        in_w = (tq - 1) * stride + ts
-        input_rows = tn * in_h * in_w * cb
-        weight_rows = tr * ts * kb * tc
-        output_rows = tn * tp * tq * kb
-        return (2 * (input_rows + weight_rows) <= self.hw.sp_rows) & (2 * output_rows <= self.hw.acc_rows)
+        """Capacity rule of `Mapping.check` on tile extents t (B, 7) of mappings of this
+        space (structurally valid by construction): bool (B,)."""
+        sp, acc = rows_needed(*footprint_rows(self.hw.dim, self.layer.stride, *(t[:, i] for i in range(_NL))))
+        return (sp <= self.hw.sp_rows) & (acc <= self.hw.acc_rows)
 
     def _tiles_from_choice_indices(self, idx: np.ndarray) -> np.ndarray:
         loops = np.arange(_NL)[None, :]
@@ -466,15 +474,9 @@ class MappingSpace:
         f = np.asarray(factors)
         if f.ndim != 3 or f.shape[1:] != (len(LEVELS), _NL) or not np.issubdtype(f.dtype, np.integer):
             raise SpaceError(f"factors must be an integer array of shape (B, 3, 7); got {f.dtype} {f.shape}")
-        f = f.astype(np.int64, copy=False)
-        ok = np.all(f >= 1, axis=(1, 2))
-        ok &= np.all(np.prod(f, axis=1) == self._dims, axis=1)
-        ar = f[:, 2, :]
-        others = [i for i in range(_NL) if i not in (_IK, _IC)]
-        ok &= np.all(ar[:, others] == 1, axis=1)
-        ok &= (ar[:, _IK] <= self.hw.dim) & (ar[:, _IC] <= self.hw.dim)
-        t = np.where(ok[:, None], f[:, 1, :] * ar, 1)  # keep the footprint arithmetic sane
-        return ok & self._fits_tiles(t)
+        code = check_arrays(self._dims, self.layer.stride, f, None, self.hw.dim, self.hw.sp_rows,
+                            self.hw.acc_rows)
+        return code == 0
 
     # ---- unit cube -> mappings ---------------------------------------------------------
     def from_unit_arrays(self, u) -> tuple[np.ndarray, np.ndarray]:
@@ -483,12 +485,12 @@ class MappingSpace:
         ``floor(u * len(choices(LOOPS[i])))`` of loop i, ``u[:, 7]`` the order with Lehmer
         code ``floor(u * 5040)`` (indices clipped to the last)."""
         a = _unit_matrix(u, UNIT_DIMS, "mapping unit points")
-        idx = _pick(a[:, :_NL], self._n[None, :])
+        idx = unit_index(a[:, :_NL], self._n[None, :])
         loops = np.arange(_NL)[None, :]
         spad = self._tab[0][loops, idx]
         array = self._tab[1][loops, idx]
         factors = np.stack([self._dims // (spad * array), spad, array], axis=1)
-        order = _PERMS[_pick(a[:, _NL], N_ORDERS)]
+        order = _PERMS[unit_index(a[:, _NL], N_ORDERS)]
         return factors, order
 
     def from_unit(self, u) -> Mapping:
@@ -500,16 +502,12 @@ class MappingSpace:
     # ---- array <-> Mapping ---------------------------------------------------------------
     @staticmethod
     def mapping_from_arrays(factors_row, order_row) -> Mapping:
-        """The `Mapping` of one row: factors (3, 7) and order (7,) as in the module docstring."""
-        f = np.asarray(factors_row)
-        o = np.asarray(order_row)
-        if f.shape != (len(LEVELS), _NL) or not np.issubdtype(f.dtype, np.integer):
-            raise SpaceError(f"factors row must be an integer array of shape (3, 7); got {f.dtype} {f.shape}")
-        if o.shape != (_NL,) or not np.issubdtype(o.dtype, np.integer) or sorted(o.tolist()) != list(range(_NL)):
-            raise SpaceError(f"order row must be a permutation of 0..6; got {o.tolist()}")
-        fl = f.tolist()
-        return Mapping(factors={lv: dict(zip(LOOPS, fl[i])) for i, lv in enumerate(LEVELS)},
-                       order=tuple(LOOPS[i] for i in o.tolist()))
+        """`Mapping.from_arrays` of one row (factors (3, 7), order (7,)); SpaceError if
+        the row is not in array form."""
+        try:
+            return Mapping.from_arrays(factors_row, order_row)
+        except MappingError as e:
+            raise SpaceError(str(e)) from None
 
     def _not_in_space(self, m) -> str | None:
         """Why mapping m is not a (structurally valid) mapping of this space, or None."""
@@ -539,10 +537,7 @@ class MappingSpace:
         why = self._not_in_space(m)
         if why is not None:
             raise SpaceError(f"mapping not in the space of layer {self.layer.name!r}: {why}")
-        fd = m.factors_dict()
-        factors = np.array([[fd[lv][lp] for lp in LOOPS] for lv in LEVELS], dtype=np.int64)
-        order = np.array([LOOPS.index(lp) for lp in m.order], dtype=np.int64)
-        return factors, order
+        return m.to_arrays()
 
     # ---- numeric encoding ------------------------------------------------------------------
     def encode_arrays(self, factors, order) -> np.ndarray:
@@ -709,7 +704,7 @@ class CoDesignSpace:
     def point(self, u) -> tuple[int, HardwareConfig, Mapping]:
         """Unit-cube point (12 numbers in [0, 1]) -> (layer index, hardware, mapping)."""
         a = _unit_vector(u, CODESIGN_UNIT_DIMS, "co-design unit point")
-        li = int(_pick(a[0], len(self.layers)))
+        li = int(unit_index(a[0], len(self.layers)))
         hw = self.hw_space.from_unit(a[1:1 + HW_UNIT_DIMS])
         return li, hw, MappingSpace(hw, self.layers[li]).from_unit(a[1 + HW_UNIT_DIMS:])
 

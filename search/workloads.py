@@ -115,13 +115,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from hw.cli import OneLineParser, UsageError, print_error
 from hw.layer import Layer
-from search.cli import RaisingParser, UsageError
 from search.workload_file import (
     FILE_SUFFIXES,
     WorkloadError,
@@ -450,7 +449,7 @@ _TABLE_COLUMNS = ("n", "k", "c", "p", "q", "r", "s", "stride", "pad", "groups", 
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = RaisingParser(
+    p = OneLineParser(
         prog="python -m search.workloads",
         description="List the built-in workloads, or print one workload's layers. "
                     "'layers' counts occurrences (sum of count); MACs are per row, times count.")
@@ -510,8 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         layers = get_workload(args.name, batch=args.batch)
     except (UsageError, WorkloadError) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return print_error(e)
     shown = unique_layers(layers) if args.unique else layers
     if args.json:
         print(dumps_workload(shown))

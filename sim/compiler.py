@@ -75,7 +75,7 @@ Program order (performance only; the result is a valid sequential program, which
 `hw.program.interpret` runs it, and the hardware's scoreboard enforces local hazards):
 configuration, the loads of step 0, then for each step t the execute stream of t merged
 with the stores of the tile finished at t-1 and the loads of step t+1 in the order of
-`hw.tiled_gemm._merge` (each side stream spread evenly over the execute stream; a
+`hw.schedule.merge` (each side stream spread evenly over the execute stream; a
 partial-sum reload into the accumulator buffer still being stored follows those stores;
 `_interleave` computes the same order faster); finally the stores of the last tile and
 HALT. The loads of a step are its partial sums, then its input tile, then its weight
@@ -107,7 +107,7 @@ from hw.isa import FIELDS, ConfigTarget, Op, decode
 from hw.layer import LOOPS, Layer
 from hw.mapping import Mapping, MappingError
 from hw.program import DramImage, Program, ProgramError
-from hw.tiled_gemm import _deps, _Footprint, _Item, _merge, _overlap
+from hw.schedule import AccessFootprint, Item, deps, merge, overlap
 from sim.reference import check_int8
 
 __all__ = ["CompileError", "Compiled", "compile_layer", "dram_bytes_needed", "dram_mb_for"]
@@ -355,13 +355,13 @@ def _require(ok: bool, what: str) -> None:
         raise CompileError(f"internal compiler error: {what}")
 
 
-class _PsumLoad(_Item):
+class _PsumLoad(Item):
     """MVIN of partial sums back into the accumulator (needs a FENCE after their MVOUT)."""
 
     __slots__ = ()
 
 
-class _PsumStore(_Item):
+class _PsumStore(Item):
     """MVOUT of partial sums to the psum region."""
 
     __slots__ = ()
@@ -385,49 +385,49 @@ def _alternate(keys: list) -> tuple[list[int], list[bool]]:
 class _ExecBlock(NamedTuple):
     """The execute stream of one step, flattened once (it is reused by many steps)."""
 
-    items: list[_Item]
+    items: list[Item]
     words: list[int]      # all ops of all items, in order
     ends: list[int]       # ends[j]: number of words up to and including item j
-    fp: _Footprint
+    fp: AccessFootprint
     counts: Counter       # opcode -> instructions
     a_stride: int         # a_stride in force after the block
 
 
-def _exec_block(items: list[_Item], a_stride: int) -> _ExecBlock:
+def _exec_block(items: list[Item], a_stride: int) -> _ExecBlock:
     words: list[int] = []
     ends: list[int] = []
     for it in items:
         words.extend(it.ops)
         ends.append(len(words))
-    return _ExecBlock(items, words, ends, _Footprint.of(items), Counter(w & 0xF for w in words),
-                      a_stride)
+    return _ExecBlock(items, words, ends, AccessFootprint.of(items),
+                      Counter(w & 0xF for w in words), a_stride)
 
 
-def _hazard(later: _Footprint, earlier: _Footprint) -> bool:
+def _hazard(later: AccessFootprint, earlier: AccessFootprint) -> bool:
     """A local-address hazard (RAW, WAR or WAW) between two streams."""
-    return _overlap(later.writes, earlier.access) or _overlap(later.reads, earlier.writes)
+    return overlap(later.writes, earlier.access) or overlap(later.reads, earlier.writes)
 
 
-def _interleave(stores: list[_Item], block: _ExecBlock, loads: list[_Item], emit_exec,
+def _interleave(stores: list[Item], block: _ExecBlock, loads: list[Item], emit_exec,
                 emit_item) -> None:
-    """Emit `hw.tiled_gemm._merge(stores, block.items, loads)` in the same order, faster.
+    """Emit `hw.schedule.merge(stores, block.items, loads)` in the same order, faster.
 
-    `_merge` recomputes the execute stream's footprint and walks it item by item; here the
+    `merge` recomputes the execute stream's footprint and walks it item by item; here the
     footprint is cached in the block and the side items' positions are found by bisection
     on the block's cumulative instruction counts (the k-th of n side items is due after
-    the first execute item with cumulative count >= (k + 1/2) * total / n, `_merge`'s rule),
+    the first execute item with cumulative count >= (k + 1/2) * total / n, `merge`'s rule),
     so the block's words are copied in slices. `emit_exec(words)` receives execute words,
     `emit_item(item)` each store / load item. The compiler's streams never conflict with
     the execute stream (they use the other buffers); if they did, this falls back to
-    `_merge` itself. Loads that conflict with stores (a partial-sum reload into the
-    accumulator buffer being stored) are pulled after those stores, like `_merge` does.
+    `merge` itself. Loads that conflict with stores (a partial-sum reload into the
+    accumulator buffer being stored) are pulled after those stores, like `merge` does.
     """
-    fs, fl = _Footprint.of(stores), _Footprint.of(loads)
+    fs, fl = AccessFootprint.of(stores), AccessFootprint.of(loads)
     if _hazard(block.fp, fs) or _hazard(fl, block.fp):
-        for it in _merge(stores, block.items, loads):
+        for it in merge(stores, block.items, loads):
             emit_item(it)
         return
-    dep = _deps(loads, stores, fl, fs) if stores and loads else [-1] * len(loads)
+    dep = deps(loads, stores, fl, fs) if stores and loads else [-1] * len(loads)
     ends, n_exec = block.ends, block.ends[-1]
 
     def due(n: int) -> list[int]:
@@ -566,9 +566,9 @@ class _Compiler:
 
     # ---- the execute stream of one step --------------------------------------------------
     def _exec_items(self, in_base: int, w_base: int, o_base: int, first: bool,
-                    a_stride: int) -> tuple[list[_Item], int]:
+                    a_stride: int) -> tuple[list[Item], int]:
         T, d = self.T, self.d
-        items: list[_Item] = []
+        items: list[Item] = []
         in_cb = T["N"] * self.in_h * self.in_w
         o_kb = T["N"] * T["P"] * T["Q"]
         runs = self.pixel_runs
@@ -597,7 +597,7 @@ class _Compiler:
                                 ops.append(_w_preload(c, n, kc, acc, None))
                                 ops.append(_w_compute(a, n, cc, False))
                                 reads = (("sp", a, a_last),)
-                            items.append(_Item(tuple(ops), reads, (("acc", c, c + n - 1),)))
+                            items.append(Item(tuple(ops), reads, (("acc", c, c + n - 1),)))
         return items, a_stride
 
     # ---- main ------------------------------------------------------------------------------
@@ -705,7 +705,7 @@ class _Compiler:
             return off
 
         def instantiate(tmpl, laddr_base: int, dram_base: int, cls, mem: str, write: bool,
-                        dram_tag: tuple | None = None) -> list[_Item]:
+                        dram_tag: tuple | None = None) -> list[Item]:
             shift_ = laddr_base * _LADDR_UNIT + dram_base * _DRAM_UNIT
             out = []
             for word, r in tmpl:
@@ -716,18 +716,18 @@ class _Compiler:
                     out.append(cls((word + shift_,), rng, dram_tag or ()))
             return out
 
-        def loads(t: int) -> list[_Item]:
-            items: list[_Item] = []
+        def loads(t: int) -> list[Item]:
+            items: list[Item] = []
             if reload[t]:
                 tid = tile_id[o_keys[t]]
                 items += instantiate(ps_in_tmpl, o_bases[o_buf[t]], ps_addr + 4 * o_origin(t),
                                      _PsumLoad, "acc", True, (("dram", tid, tid),))
                 stats["psum_reloads"] += 1
             if in_new[t]:
-                items += instantiate(in_tmpl, in_bases[in_buf[t]], in_origin(t), _Item, "sp", True)
+                items += instantiate(in_tmpl, in_bases[in_buf[t]], in_origin(t), Item, "sp", True)
                 stats["input_tile_loads"] += 1
             if w_new[t]:
-                items += instantiate(w_tmpl, w_bases[w_buf[t]], w_origin(t), _Item, "sp", True)
+                items += instantiate(w_tmpl, w_bases[w_buf[t]], w_origin(t), Item, "sp", True)
                 stats["weight_tile_loads"] += 1
             return items
 
@@ -739,10 +739,10 @@ class _Compiler:
         psum_cfg = _w_config(ConfigTarget.ST, stride=4 * K, acc_full=True)
         modes_differ = final_cfg != psum_cfg
 
-        def stores(t: int) -> list[_Item]:
+        def stores(t: int) -> list[Item]:
             base = o_bases[o_buf[t]]
             if complete[t]:
-                items = instantiate(out_tmpl, base, o_addr + self.o_elem * o_origin(t), _Item,
+                items = instantiate(out_tmpl, base, o_addr + self.o_elem * o_origin(t), Item,
                                     "acc", False)
                 mode, cfg = "final", final_cfg
                 stats["output_tile_stores"] += 1
@@ -772,7 +772,7 @@ class _Compiler:
         unfenced: set[int] = set()
         counts: Counter = Counter()
 
-        def emit_item(it: _Item) -> None:
+        def emit_item(it: Item) -> None:
             if type(it) is _PsumLoad:
                 if it.reads[0][1] in unfenced:
                     words.append(_FENCE)

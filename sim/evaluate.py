@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.cli import first_line
 from hw.config import HardwareConfig
 from hw.isa import ConfigTarget, Op, decode
 from hw.layer import Layer
@@ -153,8 +154,7 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
         if keep is not None and waves:
             keep["waves_file"] = next(iter(sorted(wd.glob("*.vcd"))), None)
     except Exception as e:  # the simulator crashed or was killed: the caller carries on
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return Result.infeasible(f"simulation failed: {first}", "rtl", compile_s=compile_s)
+        return Result.infeasible(f"simulation failed: {first_line(e)}", "rtl", compile_s=compile_s)
     if outcome.timed_out:
         return Result.infeasible(f"watchdog: no HALT within {budget} cycles or {timeout_s:g} s", "rtl",
                                  wall_s=outcome.wall_s)

@@ -12,7 +12,8 @@ from hw.isa import ConfigTarget, Op, decode
 from hw.program import (DramImage, Program, ProgramError, interpret, parse_hex_words,
                         read_dump_hex, write_imem_hex)
 from hw.reference import gemm_reference, round_shift, store_transform, wrap_int32
-from hw.tiled_gemm import _Item, _merge, default_tiles, gemm_program, random_gemm_inputs
+from hw.schedule import Item, merge
+from hw.tiled_gemm import default_tiles, gemm_program, random_gemm_inputs
 
 SMALL = HardwareConfig(dim=4, sp_kb=8, acc_kb=8, dma_bus_bytes=8, dma_max_req_bytes=16, dram_mb=1)
 DEFAULT = HardwareConfig()
@@ -410,8 +411,8 @@ def test_gemm_single_c_buffer_stores_after_computes():
     assert runs == 6
 
 
-def _item(unit: str, reads=(), writes=()) -> _Item:
-    return _Item(((unit, {}),), tuple(reads), tuple(writes))
+def _item(unit: str, reads=(), writes=()) -> Item:
+    return Item(((unit, {}),), tuple(reads), tuple(writes))
 
 
 def test_merge_spreads_streams_and_honours_hazards():
@@ -419,7 +420,7 @@ def test_merge_spreads_streams_and_honours_hazards():
              for i in range(16)]
     stores = [_item("st", reads=[("acc", 200 + i, 200 + i)]) for i in range(4)]
     loads = [_item("ld", writes=[("sp", 300 + i, 300 + i)]) for i in range(4)]
-    out = _merge(stores, execs, loads)
+    out = merge(stores, execs, loads)
     assert sorted(map(id, out)) == sorted(map(id, execs + stores + loads))
     pos = {id(it): i for i, it in enumerate(out)}
     n_before = lambda it: sum(pos[id(e)] < pos[id(it)] for e in execs)
@@ -431,7 +432,7 @@ def test_merge_spreads_streams_and_honours_hazards():
     loads[0] = _item("ld", writes=[("acc", 502, 502)])
     loads[1] = _item("ld", writes=[("sp", 111, 111)])
     execs[1] = _item("ex", writes=[("acc", 200, 200)])
-    out = _merge(stores, execs, loads)
+    out = merge(stores, execs, loads)
     pos = {id(it): i for i, it in enumerate(out)}
     assert pos[id(stores[3])] < pos[id(loads[0])] and n_before(loads[0]) == 2
     assert pos[id(execs[11])] < pos[id(loads[1])]

@@ -19,7 +19,7 @@ from hw.isa import Op, decode
 from hw.layer import LOOPS, Layer
 from hw.mapping import Mapping, default_mapping, divisors
 from hw.program import interpret
-from hw.tiled_gemm import _Item, _merge
+from hw.schedule import Item, merge
 from sim.compiler import CompileError, Compiled, _exec_block, _interleave, compile_layer
 from sim.reference import conv_reference
 
@@ -365,14 +365,14 @@ def test_interleave_matches_merge():
             a = rnd.randrange(0, 40)
             rng_ = ((rnd.choice(mems), a, a + rnd.randrange(0, 4)),)
             ops = tuple(rnd.randrange(1 << 20) for _ in range(rnd.randint(*nops)))
-            out.append(_Item(ops, rng_, ()) if rnd.random() < 0.5 else _Item(ops, (), rng_))
+            out.append(Item(ops, rng_, ()) if rnd.random() < 0.5 else Item(ops, (), rng_))
         return out
 
     for _ in range(500):
         st = items(rnd.randrange(0, 12), ["acc", "dram"])
         ex = items(rnd.randrange(1, 30), ["sp"] if rnd.random() < 0.8 else ["sp", "acc"], (1, 3))
         ld = items(rnd.randrange(0, 12), ["acc", "sp", "dram"])
-        want = [w for it in _merge(st, ex, ld) for w in it.ops]
+        want = [w for it in merge(st, ex, ld) for w in it.ops]
         got: list[int] = []
         _interleave(st, _exec_block(ex, 1), ld, got.extend, lambda it: got.extend(it.ops))
         assert got == want
