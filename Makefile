@@ -25,7 +25,7 @@ GEN_FLAGS = $(strip --dim $(SIZE) --out-dir $(OUT_DIR) \
 .PHONY: install test test-slow rtl lint-rtl bench bench-cost validate-cost clean clean-cache
 
 install:
-	$(PYTHON) -m pip install -e .
+	$(PYTHON) -m pip install -e ".[onnx]"
 
 test:
 	$(PYTHON) -m pytest

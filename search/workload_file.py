@@ -37,7 +37,8 @@ the layer (numbered from 1, with its name) and what is wrong, e.g.::
 
 `dumps_workload` writes layers back as JSON with the canonical keys (``name, n, k, c,
 p, q, r, s, stride, pad, groups, count``), one layer a line, which this module reads
-back to equal layers.
+back to equal layers; `write_workload_file` writes such a file, as YAML (one flow
+mapping a line, after optional ``#`` comment lines) or, for ``.json``, as JSON.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ __all__ = [
     "dumps_workload",
     "layer_record",
     "load_workload_file",
+    "write_workload_file",
 ]
 
 FILE_SUFFIXES = (".json", ".yaml", ".yml")
@@ -131,6 +133,26 @@ def dumps_workload(layers) -> str:
     if not rows:
         return "[]"
     return "[\n  " + ",\n  ".join(rows) + "\n]"
+
+
+def write_workload_file(path: str | os.PathLike, layers, comment: list[str] | None = None) -> None:
+    """Write ``layers`` to ``path``: JSON (`dumps_workload`) for ``.json``, else YAML with
+    the ``comment`` lines first; `load_workload_file` reads it back to equal layers.
+    Raises `WorkloadError` (one line) when the file cannot be written."""
+    where = os.fspath(path)
+    if where.lower().endswith(".json"):
+        text = dumps_workload(layers) + "\n"
+    else:
+        lines = [f"# {line}" for text in (comment or []) for line in text.splitlines()]
+        for layer in layers:
+            rec = layer_record(layer)
+            fields = ", ".join(f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in rec.items())
+            lines.append(f"- {{{fields}}}")
+        text = "\n".join(lines) + "\n"
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise WorkloadError(f"{where}: cannot write the workload file: {e.strerror or e}") from None
 
 
 # ---- parsing with line numbers ------------------------------------------------------

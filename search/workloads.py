@@ -104,19 +104,27 @@ mnasnet (MnasNet-A1, 224 x 224)
     49 convs + 16 SE FCs + FC = 66 layers, 311,579,072 MACs (311,325,344 without SE;
     the paper's Table 1: 312 M multiply-adds, the reference README: 315.2 M).
 
-Registry: ``WORKLOADS[name]`` is the network function; `get_workload` takes a name
-or the path of a user's workload file (`search.workload_file`).
+Registry: ``WORKLOADS[name]`` is the network function; `get_workload` takes a name,
+the path of a user's workload file (`search.workload_file`) or the path of an ONNX
+model (``.onnx``, imported by `search.importers.import_onnx`: its unique layers with
+their repeat counts).
 
 CLI: ``python -m search.workloads`` lists the workloads; ``python -m search.workloads
-NAME|FILE [--json] [--unique] [--batch B]`` prints one's layers (see ``--help``).
+NAME|FILE [--json] [--unique] [--batch B]`` prints one's layers (see ``--help``);
+``python -m search.workloads import MODEL.onnx [--input-shape D,D,...]... [--out FILE]``
+imports a model: it prints the layer table (layers, unique layers, MACs, skipped ops)
+and writes a workload file (see ``import --help``); bad input prints one ``error:``
+line and exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 from hw.cli import OneLineParser, UsageError, print_error
@@ -127,9 +135,14 @@ from search.workload_file import (
     dumps_workload,
     layer_record,
     load_workload_file,
+    write_workload_file,
 )
 
+#: Model files that `get_workload` imports (`search.importers`).
+MODEL_SUFFIXES = (".onnx",)
+
 __all__ = [
+    "MODEL_SUFFIXES",
     "WORKLOADS",
     "WorkloadError",
     "bert",
@@ -418,30 +431,47 @@ WORKLOADS: Mapping[str, Callable[..., list[Layer]]] = MappingProxyType({
 })
 
 
+def _is_model_file(name) -> bool:
+    return os.fspath(name).lower().endswith(MODEL_SUFFIXES)
+
+
 def _is_workload_file(name) -> bool:
     return str(name).lower().endswith(FILE_SUFFIXES) or os.path.isfile(name)
 
 
 def get_workload(name: str | os.PathLike, batch: int = 1) -> list[Layer]:
-    """The layers of a registered workload (default arguments, this batch) or of a workload file.
+    """The layers of a registered workload (default arguments, this batch), of a workload
+    file, or of an ONNX model.
 
-    A registered name wins; otherwise `name` is read as a workload file when it ends in
-    .json, .yaml or .yml or names an existing file. A file's layers carry their own
-    batch (``n``), so ``batch`` must stay 1 for it. Raises `WorkloadError` (a
-    ValueError, one line) for an unknown name, a bad file or a bad batch.
+    A registered name wins; otherwise a `name` ending in .onnx is imported
+    (`search.importers.import_onnx`: the unique layers with their counts; a model with
+    dynamic input shapes needs ``python -m search.workloads import MODEL --input-shape
+    ...`` first), and `name` is read as a workload file when it ends in .json, .yaml or
+    .yml or names an existing file. A file's or model's layers carry their own batch
+    (``n``), so ``batch`` must stay 1 for it. Raises `WorkloadError` (a ValueError, one
+    line) for an unknown name, a bad file or model, or a bad batch.
     """
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise WorkloadError(f"batch must be an integer >= 1; got {batch!r}")
     fn = WORKLOADS.get(name) if isinstance(name, str) else None
     if fn is not None:
         return fn(batch=batch)
-    if isinstance(name, (str, os.PathLike)) and _is_workload_file(name):
+    if isinstance(name, (str, os.PathLike)) and (_is_model_file(name) or _is_workload_file(name)):
         if batch != 1:
-            raise WorkloadError(f"{os.fspath(name)}: a workload file sets each layer's batch (n); "
+            raise WorkloadError(f"{os.fspath(name)}: a workload file or model sets each layer's batch (n); "
                                 f"batch {batch} applies only to the built-in networks")
+        if _is_model_file(name):
+            from search.importers import DynamicShapeError, import_onnx  # onnx is imported only for a model
+            try:
+                return import_onnx(name).layers
+            except DynamicShapeError as e:  # a workload argument has no input shape: say how to give one
+                raise WorkloadError(f"{e.where}: {e.problem}; write a workload file with its input shape: "
+                                    f"python -m search.workloads import {e.where} --input-shape {e.example} "
+                                    "--out FILE.yaml") from None
         return load_workload_file(name)
     raise WorkloadError(f"unknown workload {name!r}; known: {sorted(WORKLOADS)} "
-                        f"(or a workload file ending in {', '.join(FILE_SUFFIXES)})")
+                        f"(or a workload file ending in {', '.join(FILE_SUFFIXES)}, "
+                        f"or a model ending in {', '.join(MODEL_SUFFIXES)})")
 
 
 # ---- CLI ----------------------------------------------------------------------------
@@ -452,10 +482,12 @@ def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m search.workloads",
         description="List the built-in workloads, or print one workload's layers. "
-                    "'layers' counts occurrences (sum of count); MACs are per row, times count.")
+                    "'layers' counts occurrences (sum of count); MACs are per row, times count.",
+        epilog="Import a model: python -m search.workloads import MODEL.onnx [--input-shape D,D,...] "
+               "[--out FILE] (see: python -m search.workloads import --help).")
     p.add_argument("name", nargs="?", metavar="NAME|FILE",
-                   help=f"a workload ({', '.join(WORKLOADS)}) or a .json/.yaml/.yml workload file; "
-                        "without it, list the workloads")
+                   help=f"a workload ({', '.join(WORKLOADS)}), a .json/.yaml/.yml workload file "
+                        "or a .onnx model; without it, list the workloads")
     p.add_argument("--json", action="store_true",
                    help="print the layers as a JSON list (keys: " + ", ".join(("name",) + _TABLE_COLUMNS)
                         + "), nothing else")
@@ -496,8 +528,67 @@ def _layer_table(layers: list[Layer], all_layers: list[Layer]) -> str:
     return _table(rows) + "\n\n" + "\n".join(summary)
 
 
+def _import_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="python -m search.workloads import",
+        description="Import an ONNX model as a workload: print its layer table (equal shapes merged, "
+                    "with repeat counts), the totals and the ops left out, and write a workload file "
+                    "that every command taking a workload accepts. Bad input prints one error: line "
+                    "and exits 2.")
+    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
+    p.add_argument("--input-shape", action="append", metavar="D,D,...", dest="input_shapes",
+                   help="the shape of a graph input, e.g. 1,3,224,224 (needed when the model's "
+                        "inputs have dynamic dimensions); give one per input, in the model's order")
+    p.add_argument("--out", metavar="FILE", type=Path,
+                   help="write the workload to FILE (.yaml, .yml or .json)")
+    return p
+
+
+def _check_out(path: Path) -> Path:
+    if path.is_dir():
+        raise WorkloadError(f"--out {path}: is a directory; give a file name ending in "
+                            f"{', '.join(FILE_SUFFIXES)}")
+    if not path.name.lower().endswith(FILE_SUFFIXES):
+        raise WorkloadError(f"--out {path}: a workload file name ends in {', '.join(FILE_SUFFIXES)}")
+    if not path.parent.is_dir():
+        raise WorkloadError(f"--out {path}: the folder {path.parent} does not exist")
+    return path
+
+
+def _import_main(argv: list[str]) -> int:
+    """``python -m search.workloads import MODEL [--input-shape D,D,...]... [--out FILE]``."""
+    from search.importers import import_onnx, parse_input_shape  # onnx is imported only here
+
+    try:
+        args = _import_parser().parse_args(argv)
+        shapes = None if args.input_shapes is None else [parse_input_shape(s) for s in args.input_shapes]
+        out = None if args.out is None else _check_out(args.out)
+        model = import_onnx(args.model, shapes)
+        layers = model.layers
+        summary = (f"{sum(l.count for l in layers)} layers, {len(layers)} unique, "
+                   f"{model.total_macs:,} MACs")
+        if out is not None:
+            write_workload_file(out, layers, comment=[
+                f"Imported from {args.model} by python -m search.workloads import"
+                + (f" --input-shape {' --input-shape '.join(args.input_shapes)}" if shapes else "") + ":",
+                summary + ".",
+                f"Skipped ops: {model.skipped_text() or 'none'}."])
+    except (UsageError, WorkloadError) as e:
+        return print_error(e)
+    table = _layer_table(layers, layers)
+    skipped = f"skipped ops    {model.skipped_nodes}" + (f": {model.skipped_text()}" if model.skipped else "")
+    print(table + "\n" + skipped)
+    if out is not None:
+        print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m search.workloads [NAME|FILE] [--json] [--unique] [--batch B]``; returns the exit code."""
+    """``python -m search.workloads [NAME|FILE] [--json] [--unique] [--batch B]``, or
+    ``python -m search.workloads import MODEL ...``; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["import"]:
+        return _import_main(argv[1:])
     try:
         args = _parser().parse_args(argv)
         if args.name is None:
