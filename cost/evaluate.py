@@ -56,7 +56,7 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, out: str = "
     if not chk:
         return Result.infeasible(chk.reason, "analytical")
     factors, order = mapping.to_arrays()
-    arrays = evaluate_arrays(layer, hw, factors, order, out=out, table=table, params=params)
+    arrays = evaluate_arrays(layer, hw, factors, order, mapping.buffers, out=out, table=table, params=params)
     return result_from_arrays(arrays, 0)
 
 
@@ -75,7 +75,8 @@ def evaluate_many(hws, mappings, layer: Layer, *, out: str = "int32", table: Ene
     pairs = [m.to_arrays() for m in mappings]
     factors = np.stack([p[0] for p in pairs])
     order = np.stack([p[1] for p in pairs])
-    arrays = evaluate_arrays(layer, hws, factors, order, out=out, table=table, params=params)
+    buffers = np.array([m.buffers for m in mappings], dtype=np.int64)
+    arrays = evaluate_arrays(layer, hws, factors, order, buffers, out=out, table=table, params=params)
     out_list = []
     for i, (hw, m) in enumerate(zip(hws, mappings)):
         reason = None

@@ -13,6 +13,7 @@ Inputs (int64 unless noted)
              them as compiled, so a test ties the cached code to `HardwareConfig`)
     factors  (B, 3, 7) tiling factors [dram, spad, array] x LOOPS
     order    (B, 7) DRAM loop order (indices into LOOPS), outermost first
+    bufs     (B, 3) buffer counts of the input, weight and output tiles (1 or 2)
     par      float64 `TimingParams` values in field order (``P_*`` below)
 
 The validity and fit rules are compiled here from their definition in `hw.mapping`
@@ -30,8 +31,8 @@ from numba import njit, types
 from numba.typed import Dict
 
 from hw.config import EXEC_SLOTS, HW_FIELDS
-from hw.mapping import (REASON_ACC, REASON_ARRAY, REASON_FACTOR, REASON_ORDER, REASON_PRODUCT, REASON_SPAD,
-                        REASON_UNROLL)
+from hw.mapping import (REASON_ACC, REASON_ARRAY, REASON_BUFFERS, REASON_FACTOR, REASON_ORDER, REASON_PRODUCT,
+                        REASON_SPAD, REASON_UNROLL)
 
 # layer constants (`lay`)
 (L_N, L_K, L_C, L_P, L_Q, L_R, L_S, L_G, L_STRIDE, L_CG, L_KG, L_HP, L_WP,
@@ -140,10 +141,12 @@ def pixel_runs(tn, tp, tq, stride, in_h, in_w, dim, drain):
 
 
 @njit(cache=True)
-def fences_per_sweep(v, sweeps=12):
+def fences_per_sweep(v, sweeps=12, lag=1):
     """FENCEs per sweep over `v` output tiles that spill and reload partial sums in a
     cycle: the compiler fences a reload whose tile's spill was emitted after the last
-    FENCE; a spill is emitted in the step after the visit, a reload in the step before."""
+    FENCE; a spill is emitted `lag` steps after the visit (1: double-buffered output,
+    stored during the next step; 0: single-buffered, stored right after its own step),
+    a reload in the step before, after that step's spill."""
     if v <= 1:
         return 0.0
     unfenced = np.zeros(v, dtype=np.bool_)
@@ -151,8 +154,8 @@ def fences_per_sweep(v, sweeps=12):
     for s in range(sweeps):
         for j in range(v):
             k = s * v + j
-            if k >= 1:
-                unfenced[(k - 1) % v] = True
+            if k >= lag:
+                unfenced[(k - lag) % v] = True
             if k + 1 >= v and unfenced[(k + 1) % v]:
                 if s >= 2:
                     fences += 1
@@ -218,10 +221,22 @@ def _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
 
 
 @njit(cache=True)
-def evaluate_batch(lay, hwm, factors, order, par, out):
+def _serial(t, E, drain, done, need, pre):
+    """A step's time with the serial work of the single-buffered operands of the
+    transition before it: `pre` (the previous output tile's stores and the partial-sum
+    reload into the one accumulator buffer) before any of its computes, and its own
+    input / weight tile loaded while it runs: its computes start when the first rows
+    arrive (`need`) and end after the last (`done`) has been used."""
+    if done > 0:
+        t = max(t, need + E, done + drain)
+    return t + pre
+
+
+@njit(cache=True)
+def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
     """Evaluate every sample; row b of `out` gets the `OUT_COLUMNS` of sample b."""
     runs_memo = Dict.empty(key_type=_RUN_KEY, value_type=_RUN_VAL)
-    fence_memo = Dict.empty(key_type=types.int64, value_type=types.float64)
+    fence_memo = Dict.empty(key_type=types.int64, value_type=types.float64)   # key: 2 * V + lag
     is_in = np.array([True, False, True, True, True, True, True])    # N C P Q R S
     is_w = np.array([False, True, True, False, False, True, True])    # K C R S
     is_o = np.array([True, True, False, True, True, False, False])    # N K P Q
@@ -242,6 +257,10 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
     s_t = np.empty(8)
     s_b = np.empty(8)
     s_i = np.empty(8)
+    # per transition position: the single-buffered operands' serial work (see `_serial`)
+    sl_done = np.empty(8)
+    sl_need = np.empty(8)
+    s_pre = np.empty(8)
     F = np.empty(7, dtype=np.int64)
     T = np.empty(7, dtype=np.int64)
     seen = np.empty(7, dtype=np.bool_)
@@ -258,6 +277,10 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
         row[:] = 0.0
 
         # ---- validity (hw.mapping.reason_codes: its rules, codes and precedence) ------
+        b_in, b_w, b_out = bufs[b, 0], bufs[b, 1], bufs[b, 2]
+        if (b_in != 1 and b_in != 2) or (b_w != 1 and b_w != 2) or (b_out != 1 and b_out != 2):
+            row[0] = REASON_BUFFERS
+            continue
         reason = 0
         seen[:] = False
         for i in range(7):
@@ -291,9 +314,9 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
         in_rows = pix_in * cbn
         w_rows = TR * TS * kbn * TC
         o_rows = M * kbn
-        if 2 * (in_rows + w_rows) > sp_rows and reason == 0:   # hw.mapping.rows_needed
+        if b_in * in_rows + b_w * w_rows > sp_rows and reason == 0:   # hw.mapping.rows_needed
             reason = REASON_SPAD
-        if 2 * o_rows > acc_rows and reason == 0:
+        if b_out * o_rows > acc_rows and reason == 0:
             reason = REASON_ACC
         if reason != 0:
             row[0] = reason
@@ -336,10 +359,11 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
                 if loop_at[i] >= 0 and is_o[loop_at[i]]:
                     V *= Fpos[i]
             if V > 1:
-                phi = fence_memo.get(V, -1.0)
+                lag = 1 if b_out == 2 else 0
+                phi = fence_memo.get(2 * V + lag, -1.0)
                 if phi < 0:
-                    phi = fences_per_sweep(V)
-                    fence_memo[V] = phi
+                    phi = fences_per_sweep(V, 12, lag)
+                    fence_memo[2 * V + lag] = phi
                 fences = np.round(spills * phi / V)
 
         in_bytes = pix_in * TC
@@ -436,6 +460,8 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
         ex_insns = nblk * (2 * U + X)
 
         # ---- loads and stores of a transition at each position -----------------------
+        # A double-buffered operand's loads (stores) at a transition overlap the step
+        # before (after) it; a single-buffered one's are serial work of the next step.
         red_before = 1.0
         for i in range(8):
             lpi = loop_at[i]
@@ -449,6 +475,30 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
                 rev, comp = (1.0 - 1.0 / red_before) * cho, cho / red_before
             if red and Fpos[i] > 1:
                 red_before *= Fpos[i]
+            # serial: loads of single-buffered inputs / weights, then (single-buffered
+            # output) the previous tile's stores and the partial-sum reload
+            sdi = ldi if b_in == 1 else 0.0
+            sdw = ldw if b_w == 1 else 0.0
+            sl_done[i] = 0.0
+            sl_need[i] = 0.0
+            if sdi + sdw > 0:
+                sl_done[i] = _t_load(sdi * in_r + sdw * w_r, sdi * in_b + sdw * w_b, sdi * in_q + sdw * w_q,
+                                     rate, lat, infl, par, True)
+                if sdi > 0:
+                    sl_need[i] = _t_load(in_r1, in_b1, in_q1, rate, lat, infl, par, True)
+                else:
+                    sl_need[i] = _t_load(w_r1, w_b1, w_q1, rate, lat, infl, par, True)
+            s_pre[i] = 0.0
+            if b_out == 1:
+                spl = cho - comp
+                if cho > 0:
+                    s_pre[i] = drain + _t_store(comp * o_r + spl * p_r, comp * o_b + spl * p_b,
+                                                comp * o_q + spl * p_q, rate, lat, infl, par)
+                if rev > 0:
+                    s_pre[i] += _t_load(rev * p_r, rev * p_b, rev * p_q, rate, lat, infl, par, True)
+                rev, comp, cho = 0.0, 0.0, 0.0
+            ldi -= sdi
+            ldw -= sdw
             lt[i] = _t_load(rev * p_r + ldi * in_r + ldw * w_r, rev * p_b + ldi * in_b + ldw * w_b,
                             rev * p_q + ldi * in_q + ldw * w_q, rate, lat, infl, par)
             lb[i] = rev * p_b + ldi * in_b + ldw * w_b
@@ -491,19 +541,23 @@ def evaluate_batch(lay, hwm, factors, order, par, out):
                 n_nz += ntr
                 if ntr > 0:
                     # (z -> i): loads of transition i, stores of z; (i -> z): the reverse
-                    t_zb = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
-                                      lt[i], lb[i], li[i], ln[i], lp[i], s_t[zpos], s_b[zpos], s_i[zpos])
-                    t_az = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
-                                      lt[zpos], lb[zpos], li[zpos], ln[zpos], lp[zpos], s_t[i], s_b[i], s_i[i])
+                    t_zb = _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par, lt[i], lb[i],
+                                              li[i], ln[i], lp[i], s_t[zpos], s_b[zpos], s_i[zpos]),
+                                   E, drain, sl_done[zpos], sl_need[zpos], s_pre[zpos])
+                    t_az = _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par, lt[zpos],
+                                              lb[zpos], li[zpos], ln[zpos], lp[zpos], s_t[i], s_b[i], s_i[i]),
+                                   E, drain, sl_done[i], sl_need[i], s_pre[i])
                     mid += ntr * (t_zb + t_az)
             c_zz = max(n_z - 1 - n_nz, 0)
             z = zpos
-            mid += c_zz * _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
-                                     lt[z], lb[z], li[z], ln[z], lp[z], s_t[z], s_b[z], s_i[z])
+            mid += c_zz * _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
+                                             lt[z], lb[z], li[z], ln[z], lp[z], s_t[z], s_b[z], s_i[z]),
+                                  E, drain, sl_done[z], sl_need[z], s_pre[z])
             t_first = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                  lt[z], lb[z], li[z], ln[z], lp[z], 0.0, 0.0, 0.0)
-            t_last = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
-                                0.0, 0.0, 0.0, 0.0, 0.0, s_t[z], s_b[z], s_i[z])
+            t_last = _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
+                                        0.0, 0.0, 0.0, 0.0, 0.0, s_t[z], s_b[z], s_i[z]),
+                             E, drain, sl_done[z], sl_need[z], s_pre[z])
         else:
             t_first = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                  0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)

@@ -10,6 +10,8 @@ evaluation (`cost.evaluate`) runs the same code. Inputs (a contract shared with
     factors   int array (B, 3, 7): [level in ("dram", "spad", "array"), loop in LOOPS]
     order     int array (B, 7): order[b, i] = index in LOOPS of the i-th DRAM-level loop,
               outermost first
+    buffers   int array (B, 3) or (3,): the input, weight and output tiles' buffer
+              counts (1 or 2, `hw.mapping.Mapping.buffers`); None: all double-buffered
 
 It returns a dict of arrays (B,): ``feasible`` (bool), ``reason`` (int code, see
 `hw.mapping.REASONS`), ``cycles`` (float), the counters of `hw.result.COUNT_KEYS`, ``busy_load``,
@@ -57,6 +59,12 @@ write acknowledgements are not either (epilogue), and a step whose first store o
 waits for the previous step's last COMPUTE to drain from the array loses that wait when
 the step's own execute work before that instruction is shorter (a hazard bubble).
 
+Single-buffered operands (`Mapping.buffers`) lose that overlap: a single-buffered input
+or weight tile is loaded during the step that uses it (its computes start when the
+first rows have arrived and end after the last has), and a single-buffered output tile
+is stored, and the next one's partial sums reloaded, after its last step and before the
+next step computes (a drain, the stores, the reload: serial time).
+
 A FENCE (the compiler puts one before reloading partial sums whose spill may still be
 in flight) drains the whole machine: each costs a drain plus a DRAM latency. The
 number of FENCEs follows from the cycle of output tiles between spills and reloads.
@@ -75,7 +83,7 @@ import numpy as np
 
 from hw.config import HW_FIELDS, HardwareConfig
 from hw.layer import LOOPS, Layer
-from hw.mapping import REASONS
+from hw.mapping import DEFAULT_BUFFERS, REASONS
 
 from . import kernel
 from .energy import DEFAULT_TABLE, EnergyTable, area_mm2, energy_pj
@@ -149,7 +157,7 @@ _COUNT_COLUMNS = ("macs", "dram_bytes_read", "dram_bytes_written", "sp_writes", 
 # the model
 # ---------------------------------------------------------------------------------------
 
-def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
+def evaluate_arrays(layer: Layer, hw, factors, order, buffers=None, *, out: str = "int32",
                     table: EnergyTable = DEFAULT_TABLE,
                     params: TimingParams = DEFAULT_PARAMS) -> dict:
     """Evaluate B (hardware, mapping) pairs for `layer`; see the module docstring."""
@@ -168,8 +176,10 @@ def evaluate_arrays(layer: Layer, hw, factors, order, *, out: str = "int32",
     hwm = np.ascontiguousarray(np.stack([H[f] for f in HW_FIELDS], axis=1))
     par = np.array([getattr(params, f.name) for f in dataclasses.fields(TimingParams)], dtype=np.float64)
     res_m = np.empty((B, len(kernel.OUT_COLUMNS)))
+    bufs = np.ascontiguousarray(np.broadcast_to(
+        np.asarray(DEFAULT_BUFFERS if buffers is None else buffers, dtype=np.int64), (B, 3)))
     kernel.evaluate_batch(layer_constants(layer, out), hwm, np.ascontiguousarray(factors),
-                          np.ascontiguousarray(order), par, res_m)
+                          np.ascontiguousarray(order), bufs, par, res_m)
     col = {name: res_m[:, i] for i, name in enumerate(kernel.OUT_COLUMNS)}
     reason = col["reason"].astype(np.int64)
     ok = reason == 0

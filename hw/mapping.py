@@ -36,9 +36,18 @@ Tile footprints in local-memory rows (the contract the compiler implements)
     weight_rows = T_R * T_S * kb * T_C     (scratchpad; one row = up to dim output channels of one (r, s, c))
     output_rows = T_N * T_P * T_Q * kb     (accumulator; one row = up to dim output channels of one output pixel)
 
-Everything is double-buffered, so a mapping fits when
-``sp_rows_needed = 2*(input_rows + weight_rows) <= hw.sp_rows`` and
-``acc_rows_needed = 2*output_rows <= hw.acc_rows`` (`Mapping.footprint`, `Mapping.check`).
+Buffering
+---------
+Each operand's tile is single- or double-buffered: ``Mapping.buffers`` holds
+``b_input, b_weight, b_output`` in {1, 2} (`OPERANDS` order; default all 2). A
+double-buffered operand's next tile is loaded into the other buffer while the current
+one is in use; a single-buffered operand reuses its one region, so its next tile waits
+for the last use of the current one (for the output: its store). A mapping fits when
+
+``sp_rows_needed = b_input*input_rows + b_weight*weight_rows <= hw.sp_rows`` and
+``acc_rows_needed = b_output*output_rows <= hw.acc_rows`` (`Mapping.footprint`,
+`Mapping.check`); with the default all 2 that is ``2*(input_rows + weight_rows)`` and
+``2*output_rows``.
 
 The fit rule (one definition)
 -----------------------------
@@ -67,8 +76,13 @@ of B mappings adds a leading axis:
     ``order[pos]`` is the index into LOOPS of the loop at DRAM nesting position ``pos``,
     outermost first: ``Mapping.order == tuple(LOOPS[i] for i in order)``.
 
+``buffers``: shape ``(3,)``
+    ``b_input, b_weight, b_output`` (`Mapping.buffers`); absent (None) means all 2.
+
 `arrays_json` writes the JSON text of `Mapping.to_json` straight from that form (the
-dataset writer stores mappings with it without building `Mapping` objects).
+dataset writer stores mappings with it without building `Mapping` objects). The JSON
+form has ``"buffers": {"input": b, "weight": b, "output": b}`` only when some b is 1, so
+every all-double mapping keeps the JSON it had before buffering was a choice.
 
 Default mapping
 ---------------
@@ -99,8 +113,10 @@ import numpy as np
 from hw.layer import LOOPS, Layer
 
 __all__ = [
+    "DEFAULT_BUFFERS",
     "DEFAULT_ORDER",
     "LEVELS",
+    "OPERANDS",
     "LOOPS",
     "REASONS",
     "Check",
@@ -119,6 +135,10 @@ __all__ = [
 
 LEVELS = ("dram", "spad", "array")
 DEFAULT_ORDER = ("N", "K", "P", "Q", "C", "R", "S")
+#: The operands whose tiles a mapping buffers, in the order of `Mapping.buffers`.
+OPERANDS = ("input", "weight", "output")
+DEFAULT_BUFFERS = (2, 2, 2)
+BUFFER_CHOICES = (1, 2)
 _GROW_PREFERENCE = ("K", "C", "P", "Q", "N", "R", "S")
 _LOOPS_TEXT = ", ".join(LOOPS)
 _NL = len(LOOPS)
@@ -126,20 +146,23 @@ _IK, _IC = LOOPS.index("K"), LOOPS.index("C")
 
 #: Reason codes of `reason_codes` (and `Check.code`, and the analytical kernel), with their
 #: short wording (`reason_text` gives the wording with the offending values). The rules
-#: apply in this order, the first failing one giving the code: a factor < 1, the order not
+#: apply in this order, the first failing one giving the code: a buffer count not 1 or 2,
+#: a factor < 1, the order not
 #: a permutation, factors not multiplying to the bounds, a loop other than C or K
 #: unrolled, an array factor above dim, the scratchpad, the accumulator.
 REASON_FACTOR, REASON_ORDER, REASON_PRODUCT, REASON_UNROLL, REASON_ARRAY, REASON_SPAD, REASON_ACC = \
     7, 6, 1, 2, 3, 4, 5
+REASON_BUFFERS = 8   # before every other rule: a buffer count that is not 1 or 2
 REASONS = {
     0: None,
     1: "factors do not multiply to the layer's loop bounds",
     2: "a loop other than C or K is unrolled on the array",
     3: "an array factor exceeds the array dimension",
-    4: "input + weight tiles exceed the scratchpad (double-buffered)",
-    5: "output tile exceeds the accumulator (double-buffered)",
+    4: "input + weight tiles exceed the scratchpad (as buffered)",
+    5: "output tile exceeds the accumulator (as buffered)",
     6: "the loop order is not a permutation of N, K, C, P, Q, R, S",
     7: "a factor is < 1",
+    8: "a buffer count is not 1 or 2",
 }
 
 
@@ -173,26 +196,27 @@ def _rank(names: tuple, key) -> tuple:
 
 @dataclass(frozen=True)
 class Footprint:
-    """Local-memory rows of one spad-level tile (see the module docstring)."""
+    """Local-memory rows of one spad-level tile and its buffering (module docstring)."""
 
     input_rows: int
     weight_rows: int
     output_rows: int
+    buffers: tuple = DEFAULT_BUFFERS
 
     @property
     def sp_rows_needed(self) -> int:
-        """Scratchpad rows for input + weight tiles, double-buffered (`rows_needed`)."""
-        return rows_needed(self.input_rows, self.weight_rows, self.output_rows)[0]
+        """Scratchpad rows for the input and weight tiles, as buffered (`rows_needed`)."""
+        return rows_needed(self.input_rows, self.weight_rows, self.output_rows, *self.buffers)[0]
 
     @property
     def acc_rows_needed(self) -> int:
-        """Accumulator rows for the output tile, double-buffered (`rows_needed`)."""
-        return rows_needed(self.input_rows, self.weight_rows, self.output_rows)[1]
+        """Accumulator rows for the output tile, as buffered (`rows_needed`)."""
+        return rows_needed(self.input_rows, self.weight_rows, self.output_rows, *self.buffers)[1]
 
     def to_dict(self) -> dict:
         return {"input_rows": self.input_rows, "weight_rows": self.weight_rows,
                 "output_rows": self.output_rows, "sp_rows_needed": self.sp_rows_needed,
-                "acc_rows_needed": self.acc_rows_needed}
+                "acc_rows_needed": self.acc_rows_needed, "buffers": dict(zip(OPERANDS, self.buffers))}
 
 
 @dataclass(frozen=True)
@@ -220,24 +244,28 @@ def footprint_rows(dim, stride, tn, tk, tc, tp, tq, tr, ts):
     return tn * in_h * in_w * cb, tr * ts * kb * tc, tn * tp * tq * kb
 
 
-def rows_needed(input_rows, weight_rows, output_rows):
-    """(scratchpad rows, accumulator rows) the tile occupies, double-buffered. A mapping
-    fits when they are <= hw.sp_rows and hw.acc_rows. Ints, numpy arrays, Numba."""
-    return 2 * (input_rows + weight_rows), 2 * output_rows
+def rows_needed(input_rows, weight_rows, output_rows, b_input=2, b_weight=2, b_output=2):
+    """(scratchpad rows, accumulator rows) the tile occupies with each operand's buffer
+    count (default double). A mapping fits when they are <= hw.sp_rows and hw.acc_rows.
+    Ints, numpy arrays, Numba."""
+    return b_input * input_rows + b_weight * weight_rows, b_output * output_rows
 
 
-def _footprint(dim: int, stride: int, t: dict) -> Footprint:
+def _footprint(dim: int, stride: int, t: dict, buffers: tuple = DEFAULT_BUFFERS) -> Footprint:
     i, w, o = footprint_rows(dim, stride, *(t[lp] for lp in LOOPS))
-    return Footprint(input_rows=i, weight_rows=w, output_rows=o)
+    return Footprint(input_rows=i, weight_rows=w, output_rows=o, buffers=buffers)
 
 
-def reason_codes(dims, stride, F, O, dim, sp_rows, acc_rows):
+def reason_codes(dims, stride, F, O, dim, sp_rows, acc_rows, Bf=DEFAULT_BUFFERS):
     """The rules of `Mapping.check` in precedence order, as arithmetic on values that are
     all Python ints (one mapping) or all numpy arrays (a batch, broadcasting): ``F[lv][lp]``
     the factor at level lv of loop lp, ``O[pos]`` the loop index at DRAM position pos
-    (``O=None`` skips the order rule), ``dims`` the 7 loop bounds. Returns the `REASONS`
-    code (0: valid and fits) of each mapping. `check_arrays` and `Mapping.check` are its
-    two front ends."""
+    (``O=None`` skips the order rule), ``Bf`` the three buffer counts (`OPERANDS` order),
+    ``dims`` the 7 loop bounds. Returns the `REASONS` code (0: valid and fits) of each
+    mapping. `check_arrays` and `Mapping.check` are its two front ends."""
+    bad_buf = False
+    for b in Bf:
+        bad_buf = bad_buf | ((b != 1) & (b != 2))
     small = wrong = unrolled = False
     for i in range(_NL):
         a, b, c = F[0][i], F[1][i], F[2][i]
@@ -245,7 +273,7 @@ def reason_codes(dims, stride, F, O, dim, sp_rows, acc_rows):
         wrong = wrong | (a * b * c != dims[i])
         if i not in (_IK, _IC):
             unrolled = unrolled | (c != 1)
-    rules = [(REASON_FACTOR, small)]
+    rules = [(REASON_BUFFERS, bad_buf), (REASON_FACTOR, small)]
     if O is not None:
         inside = [(o >= 0) & (o < _NL) for o in O]
         mask = sum(1 << (o * ok) for o, ok in zip(O, inside))   # one bit per loop seen
@@ -256,9 +284,10 @@ def reason_codes(dims, stride, F, O, dim, sp_rows, acc_rows):
                       else not (every and mask == (1 << _NL) - 1)))
     wide = (F[2][_IC] > dim) | (F[2][_IK] > dim)
     rules += [(REASON_PRODUCT, wrong), (REASON_UNROLL, unrolled), (REASON_ARRAY, wide)]
-    sane = ~(small | wrong | unrolled | wide) if isinstance(wide, np.ndarray) else not (small or wrong or unrolled or wide)
+    failed = bad_buf | small | wrong | unrolled | wide
+    sane = ~failed if isinstance(failed, np.ndarray) else not failed
     t = [F[1][i] * F[2][i] * sane + (1 - sane) for i in range(_NL)]   # 1 where a rule already failed
-    sp, acc = rows_needed(*footprint_rows(dim, stride, *t))
+    sp, acc = rows_needed(*footprint_rows(dim, stride, *t), *Bf)
     rules += [(REASON_SPAD, sp > sp_rows), (REASON_ACC, acc > acc_rows)]
     if not isinstance(sp, np.ndarray):
         return next((c for c, bad in rules if bad), 0)
@@ -268,30 +297,39 @@ def reason_codes(dims, stride, F, O, dim, sp_rows, acc_rows):
     return code
 
 
-def check_arrays(dims, stride, factors, order, dim, sp_rows, acc_rows) -> np.ndarray:
+def check_arrays(dims, stride, factors, order, dim, sp_rows, acc_rows, buffers=None) -> np.ndarray:
     """Reason code (`REASONS`; 0 = the mapping is valid and fits) of each of B mappings
     in array form: `reason_codes` on a batch.
 
     ``dims``: the layer's loop bounds (7,) in LOOPS order, ``stride`` its stride;
-    ``factors`` (B, 3, 7) and ``order`` (B, 7) as in the module docstring (``order=None``
-    skips the order rule: fitting never depends on it); ``dim``, ``sp_rows``,
-    ``acc_rows``: scalars or (B,) arrays (one hardware configuration, or one per row).
+    ``factors`` (B, 3, 7), ``order`` (B, 7) and ``buffers`` (B, 3) or (3,) as in the
+    module docstring (``order=None`` skips the order rule: fitting never depends on it;
+    ``buffers=None``: all double); ``dim``, ``sp_rows``, ``acc_rows``: scalars or (B,)
+    arrays (one hardware configuration, or one per row).
     """
     f = np.asarray(factors, dtype=np.int64)
     B = f.shape[0]
     F = [[f[:, lv, lp] for lp in range(_NL)] for lv in range(len(LEVELS))]
     O = None if order is None else [c for c in np.asarray(order, dtype=np.int64).T]
     d = np.broadcast_to(np.asarray(dim, dtype=np.int64), (B,))
-    code = reason_codes([int(v) for v in dims], stride, F, O, d, np.asarray(sp_rows), np.asarray(acc_rows))
+    b = np.broadcast_to(np.asarray(DEFAULT_BUFFERS if buffers is None else buffers, dtype=np.int64), (B, 3))
+    code = reason_codes([int(v) for v in dims], stride, F, O, d, np.asarray(sp_rows), np.asarray(acc_rows),
+                        [b[:, i] for i in range(3)])
     return np.broadcast_to(code, (B,)).astype(np.int64)
 
 
-def reason_text(code: int, dims, stride, factors, order, dim: int, sp_rows: int, acc_rows: int) -> str | None:
+def reason_text(code: int, dims, stride, factors, order, dim: int, sp_rows: int, acc_rows: int,
+                buffers=None) -> str | None:
     """The one-line wording of reason ``code`` for one mapping in array form (factors
-    (3, 7), order (7,)), naming the offending loop and values (None for code 0)."""
+    (3, 7), order (7,), buffers (3,) or None for all 2), naming the offending operand,
+    loop and values (None for code 0)."""
     code = int(code)
     if code == 0:
         return None
+    bufs = tuple(DEFAULT_BUFFERS if buffers is None else np.asarray(buffers).tolist())
+    if code == REASON_BUFFERS:
+        op, b = next((op, b) for op, b in zip(OPERANDS, bufs) if b not in BUFFER_CHOICES)
+        return f"{op} buffers is {b!r}; a tile is single- (1) or double-buffered (2)"
     f = np.asarray(factors).tolist()
     if code == REASON_ORDER:
         names = [LOOPS[i] if 0 <= i < _NL else i for i in np.asarray(order).tolist()]
@@ -311,19 +349,31 @@ def reason_text(code: int, dims, stride, factors, order, dim: int, sp_rows: int,
     if code == REASON_ARRAY:
         i = next(i for i in (_IC, _IK) if f[2][i] > dim)
         return f"array {LOOPS[i]} factor {f[2][i]} exceeds array dim {dim}"
-    sp, acc = rows_needed(*footprint_rows(dim, stride, *(f[1][i] * f[2][i] for i in range(_NL))))
+    i_rows, w_rows, o_rows = footprint_rows(dim, stride, *(f[1][i] * f[2][i] for i in range(_NL)))
+    sp, acc = rows_needed(i_rows, w_rows, o_rows, *bufs)
     if code == REASON_SPAD:
-        return f"input + weight tiles need {sp} scratchpad rows double-buffered, capacity {sp_rows}"
+        if bufs[0] == bufs[1] == 2:
+            return f"input + weight tiles need {sp} scratchpad rows double-buffered, capacity {sp_rows}"
+        return (f"input tile {i_rows} rows {_BUFFERED[bufs[0]]} + weight tile {w_rows} rows "
+                f"{_BUFFERED[bufs[1]]} need {sp} scratchpad rows, capacity {sp_rows}")
     if code == REASON_ACC:
-        return f"output tile needs {acc} accumulator rows double-buffered, capacity {acc_rows}"
+        return f"output tile needs {acc} accumulator rows {_BUFFERED[bufs[2]]}, capacity {acc_rows}"
     raise ValueError(f"reason code must be one of {sorted(REASONS)}; got {code}")
 
 
-def arrays_json(factors, order) -> str:
-    """`Mapping.to_json` of the mapping with ``factors`` (3 x 7, or 21 level-major ints)
-    and ``order`` (7 loop indices), written straight from the array form."""
+_BUFFERED = {1: "single-buffered", 2: "double-buffered"}
+
+
+def arrays_json(factors, order, buffers=None) -> str:
+    """`Mapping.to_json` of the mapping with ``factors`` (3 x 7, or 21 level-major ints),
+    ``order`` (7 loop indices) and ``buffers`` (3 ints, or None for all 2), written
+    straight from the array form."""
     f = np.asarray(factors).reshape(-1).tolist()
-    return _MAPPING_FMT % (*f, ", ".join(_QUOTED[i] for i in np.asarray(order).tolist()))
+    text = _MAPPING_FMT % (*f, ", ".join(_QUOTED[i] for i in np.asarray(order).tolist()))
+    b = DEFAULT_BUFFERS if buffers is None else tuple(np.asarray(buffers).tolist())
+    if b == DEFAULT_BUFFERS:
+        return text
+    return text[:-1] + ', "buffers": {' + ", ".join(f'"{op}": {v}' for op, v in zip(OPERANDS, b)) + "}}"
 
 
 def _mapping_format() -> str:
@@ -334,6 +384,23 @@ def _mapping_format() -> str:
 
 _MAPPING_FMT = _mapping_format()
 _QUOTED = tuple(f'"{lp}"' for lp in LOOPS)
+
+
+def _buffers(b) -> tuple:
+    """``buffers`` as the canonical (b_input, b_weight, b_output): from a dict operand ->
+    count (missing operands 2) or a sequence of three; the counts are checked by `check`."""
+    if isinstance(b, _AbcMapping):
+        unknown = sorted(set(map(str, b)) - set(OPERANDS))
+        if unknown:
+            raise MappingError(f"Mapping.buffers names unknown operand(s) {unknown}; operands are "
+                               f"{', '.join(OPERANDS)}")
+        b = tuple(b.get(op, 2) for op in OPERANDS)
+    elif isinstance(b, (tuple, list)) and len(b) == len(OPERANDS):
+        b = tuple(b)
+    else:
+        raise MappingError(f"Mapping.buffers must be a dict operand -> 1 or 2 (operands "
+                           f"{', '.join(OPERANDS)}); got {b!r}")
+    return tuple(int(v) if _is_int(v) else v for v in b)
 
 
 @dataclass(frozen=True)
@@ -348,6 +415,7 @@ class Mapping:
 
     factors: tuple
     order: tuple = DEFAULT_ORDER
+    buffers: tuple = DEFAULT_BUFFERS
 
     def __post_init__(self):
         f = self.factors
@@ -385,11 +453,12 @@ class Mapping:
         if isinstance(self.order, str) or not hasattr(self.order, "__iter__"):
             raise MappingError(f"Mapping.order must be a sequence of loop names; got {self.order!r}")
         object.__setattr__(self, "order", tuple(self.order))
+        object.__setattr__(self, "buffers", _buffers(self.buffers))
 
     # ---- construction helpers ------------------------------------------------------
     @classmethod
     def for_layer(cls, layer: Layer, spad: dict | None = None, array: dict | None = None,
-                  order=DEFAULT_ORDER) -> Mapping:
+                  order=DEFAULT_ORDER, buffers=DEFAULT_BUFFERS) -> Mapping:
         """Mapping with the given spad and array factors (missing loops = 1) and the DRAM
         factors derived as dims / (spad * array); MappingError if that leaves a remainder."""
         spad = dict(spad or {})
@@ -411,7 +480,7 @@ class Mapping:
         return cls(factors={"dram": dram,
                             "spad": {lp: spad.get(lp, 1) for lp in LOOPS},
                             "array": {lp: array.get(lp, 1) for lp in LOOPS}},
-                   order=order)
+                   order=order, buffers=buffers)
 
     # ---- accessors ------------------------------------------------------------------
     def level(self, level: str) -> dict:
@@ -450,8 +519,12 @@ class Mapping:
 
     # ---- contract -------------------------------------------------------------------
     def footprint(self, hw, layer: Layer) -> Footprint:
-        """Local-memory rows of the spad-level tile (see the module docstring)."""
-        return _footprint(hw.dim, layer.stride, self.tiles())
+        """Local-memory rows of the spad-level tile and its buffering (module docstring)."""
+        return _footprint(hw.dim, layer.stride, self.tiles(), self.buffers)
+
+    def buffers_dict(self) -> dict:
+        """``{"input": b, "weight": b, "output": b}``."""
+        return dict(zip(OPERANDS, self.buffers))
 
     def check(self, hw, layer: Layer) -> Check:
         """Validate this mapping for (hw, layer); the first failing rule gives the reason."""
@@ -463,6 +536,10 @@ class Mapping:
             if loops != LOOPS:
                 return Check(False, f"{lv} factors cover loops {list(loops)}; need each of {_LOOPS_TEXT} once",
                              -1)
+        for op, b in zip(OPERANDS, self.buffers):
+            if not _is_int(b) or b not in BUFFER_CHOICES:
+                return Check(False, f"{op} buffers is {b!r}; a tile is single- (1) or double-buffered (2)",
+                             REASON_BUFFERS)
         fd = self.factors_dict()
         for lv in LEVELS:
             for lp in LOOPS:
@@ -474,11 +551,12 @@ class Mapping:
             return Check(False, f"order {list(self.order)} is not a permutation of {_LOOPS_TEXT}", REASON_ORDER)
         dims = [layer.dims[lp] for lp in LOOPS]
         code = reason_codes(dims, layer.stride, [[fd[lv][lp] for lp in LOOPS] for lv in LEVELS],
-                            [LOOPS.index(lp) for lp in self.order], hw.dim, hw.sp_rows, hw.acc_rows)
+                            [LOOPS.index(lp) for lp in self.order], hw.dim, hw.sp_rows, hw.acc_rows,
+                            self.buffers)
         if code:
             factors, order = self.to_arrays()
             return Check(False, reason_text(code, dims, layer.stride, factors, order, hw.dim, hw.sp_rows,
-                                            hw.acc_rows), code)
+                                            hw.acc_rows, self.buffers), code)
         return Check(True, None)
 
     def validate(self, hw, layer: Layer) -> Mapping:
@@ -505,9 +583,9 @@ class Mapping:
         return factors, order
 
     @classmethod
-    def from_arrays(cls, factors, order) -> Mapping:
-        """The `Mapping` of one mapping in array form: factors (3, 7) and order (7,), a
-        permutation of 0..6 (MappingError otherwise)."""
+    def from_arrays(cls, factors, order, buffers=None) -> Mapping:
+        """The `Mapping` of one mapping in array form: factors (3, 7), order (7,), a
+        permutation of 0..6, and buffers (3,) or None for all 2 (MappingError otherwise)."""
         f = np.asarray(factors)
         o = np.asarray(order)
         if f.shape != (len(LEVELS), _NL) or not np.issubdtype(f.dtype, np.integer):
@@ -516,22 +594,28 @@ class Mapping:
             raise MappingError(f"order row must be a permutation of 0..6; got {o.tolist()}")
         fl = f.tolist()
         return cls(factors={lv: dict(zip(LOOPS, fl[i])) for i, lv in enumerate(LEVELS)},
-                   order=tuple(LOOPS[i] for i in o.tolist()))
+                   order=tuple(LOOPS[i] for i in o.tolist()),
+                   buffers=DEFAULT_BUFFERS if buffers is None else tuple(np.asarray(buffers).tolist()))
 
     # ---- serialisation --------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"factors": self.factors_dict(), "order": list(self.order)}
+        """``{"factors", "order"}`` plus ``"buffers"`` when some operand is single-buffered."""
+        d = {"factors": self.factors_dict(), "order": list(self.order)}
+        if self.buffers != DEFAULT_BUFFERS:
+            d["buffers"] = self.buffers_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Mapping:
         if not isinstance(d, dict):
             raise MappingError(f"Mapping.from_dict needs a dict; got {type(d).__name__}")
-        unknown = sorted(set(d) - {"factors", "order"})
+        unknown = sorted(set(d) - {"factors", "order", "buffers"})
         if unknown:
-            raise MappingError(f"unknown Mapping field(s) {unknown}; allowed: ['factors', 'order']")
+            raise MappingError(f"unknown Mapping field(s) {unknown}; allowed: ['buffers', 'factors', 'order']")
         if "factors" not in d:
             raise MappingError("missing Mapping field(s) ['factors']")
-        return cls(factors=d["factors"], order=tuple(d.get("order", DEFAULT_ORDER)))
+        return cls(factors=d["factors"], order=tuple(d.get("order", DEFAULT_ORDER)),
+                   buffers=d.get("buffers", DEFAULT_BUFFERS))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -548,6 +632,8 @@ class Mapping:
                  " " * 6 + "".join(f"{lp:>{width}}" for lp in loops)]
         for lv, d in fd.items():
             lines.append(f"{lv!s:<6}" + "".join(f"{d.get(lp, '-')!s:>{width}}" for lp in loops))
+        if self.buffers != DEFAULT_BUFFERS:
+            lines.append("buffers " + ", ".join(f"{op} {_BUFFERED.get(b, b)}" for op, b in zip(OPERANDS, self.buffers)))
         return "\n".join(lines)
 
 
@@ -555,13 +641,19 @@ def _largest_divisor_le(n: int, bound: int) -> int:
     return max(d for d in divisors(n) if d <= bound)
 
 
-def default_mapping(hw, layer: Layer) -> Mapping:
-    """Greedy largest-tile mapping that passes `Mapping.check` (see module docstring)."""
+def default_mapping(hw, layer: Layer, buffers=DEFAULT_BUFFERS) -> Mapping:
+    """Greedy largest-tile mapping that passes `Mapping.check` (see module docstring),
+    with the given buffering (default all double; a single-buffered operand leaves room
+    for a tile up to twice as large)."""
+    buffers = _buffers(buffers)
+    bad = [b for b in buffers if b not in BUFFER_CHOICES]
+    if bad:
+        raise MappingError(f"buffers must be 1 or 2 per operand ({', '.join(OPERANDS)}); got {bad[0]!r}")
     dims = layer.dims
     dim = hw.dim
 
     def fits(spad: dict, array: dict) -> bool:
-        fp = _footprint(dim, layer.stride, {lp: spad[lp] * array[lp] for lp in LOOPS})
+        fp = _footprint(dim, layer.stride, {lp: spad[lp] * array[lp] for lp in LOOPS}, buffers)
         return fp.sp_rows_needed <= hw.sp_rows and fp.acc_rows_needed <= hw.acc_rows
 
     spad = {lp: 1 for lp in LOOPS}
@@ -601,7 +693,7 @@ def default_mapping(hw, layer: Layer) -> Mapping:
             break
         spad[best[1]] = best[2]
 
-    m = Mapping.for_layer(layer, spad=spad, array=array, order=DEFAULT_ORDER)
+    m = Mapping.for_layer(layer, spad=spad, array=array, order=DEFAULT_ORDER, buffers=buffers)
     chk = m.check(hw, layer)
     if not chk:  # cannot happen: every step above kept the mapping fitting
         raise MappingError(f"default mapping of layer {layer.name!r} failed its check: {chk.reason}")

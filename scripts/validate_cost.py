@@ -15,7 +15,9 @@ Triples (hardware, mapping, layer), drawn from `--seed`:
 * mapping: uniform over the fitting mappings of `search.space.MappingSpace` (tiling
   factors and loop order), rejected when its array alone would need more than
   `MAX_ARRAY_CYCLES` cycles (MACs / (array C x array K), a bound independent of both
-  models).
+  models). With ``--buffers random`` each operand's tile is single- or double-buffered
+  at random (`Mapping.buffers`) and the mapping is uniform over those that fit so
+  buffered; the default ``double`` draws the triples of the seeds used before.
 
 Both models evaluate every triple. RTL results are cached in `--cache` (JSON lines keyed
 by the triple), so a rerun re-scores a changed model in seconds. The script prints
@@ -77,7 +79,18 @@ def _crop(layer: Layer, rng: np.random.Generator) -> Layer:
     return Layer(**d)
 
 
-def draw_triples(n: int, seed: int) -> list[tuple[HardwareConfig, Mapping, Layer]]:
+def _buffered_sample(space, rng: np.random.Generator) -> Mapping:
+    """A mapping with random buffering, uniform over the factor choices that fit it."""
+    bufs = tuple(int(b) for b in rng.integers(1, 3, 3))
+    for _ in range(64):
+        f, o = space.from_unit_arrays(rng.random((4096, 8)))
+        ok = np.flatnonzero(space.fits_arrays(f, np.broadcast_to(bufs, (len(f), 3))))
+        if len(ok):
+            return Mapping.from_arrays(f[ok[0]], o[ok[0]], bufs)
+    raise ValueError("no fitting mapping")
+
+
+def draw_triples(n: int, seed: int, buffers: str = "double") -> list[tuple[HardwareConfig, Mapping, Layer]]:
     """`n` (hardware, mapping, layer) triples from `seed` (see the module docstring)."""
     from search.space import MappingSpace
     from search.workloads import get_workload, unique_layers
@@ -90,7 +103,10 @@ def draw_triples(n: int, seed: int) -> list[tuple[HardwareConfig, Mapping, Layer
         layer = _crop(shapes[int(rng.integers(len(shapes)))], rng)
         space = MappingSpace(hw, layer)
         try:
-            m = space.sample(1, seed=int(rng.integers(2**31)), method="uniform")[0]
+            if buffers == "double":
+                m = space.sample(1, seed=int(rng.integers(2**31)), method="uniform")[0]
+            else:
+                m = _buffered_sample(space, rng)
         except Exception:  # noqa: BLE001 - nothing fits: draw another triple
             continue
         if layer.macs / (m.factor("array", "C") * m.factor("array", "K")) > MAX_ARRAY_CYCLES:
@@ -108,7 +124,7 @@ def _key(hw, m, layer) -> str:
     return json.dumps([hw.to_dict(), m.to_dict(), layer.to_dict()], sort_keys=True)
 
 
-def rtl_results(triples, cache: Path, workers: int, cache_dir: str | None) -> list[Result]:
+def rtl_results(triples, cache: Path, workers: int, cache_dir: str | None, superset: bool = False) -> list[Result]:
     """RTL results of the triples, from the cache where present (new ones appended)."""
     from sim.evaluate import evaluate_many
 
@@ -126,7 +142,7 @@ def rtl_results(triples, cache: Path, workers: int, cache_dir: str | None) -> li
         chunk = max(workers * 4, 8)
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
-            res = evaluate_many(part, workers=workers, cache_dir=cache_dir, progress=True)
+            res = evaluate_many(part, workers=workers, cache_dir=cache_dir, progress=True, superset=superset)
             with cache.open("a") as f:
                 for t, r in zip(part, res):
                     done[_key(*t)] = r
@@ -149,6 +165,11 @@ def main(argv=None) -> int:
     p.add_argument("--cache", type=Path, default=None,
                    help="RTL result cache (default build/validate_cost/rtl_seed<S>.jsonl)")
     p.add_argument("--cache-dir", default=None, help="Verilator build cache (default: the user cache)")
+    p.add_argument("--buffers", choices=("double", "random"), default="double",
+                   help="tile buffering: all double (the seeds used before) or random per operand")
+    p.add_argument("--models", choices=("exact", "family"), default="exact",
+                   help="RTL models: one build per configuration, or one per array size (capacity "
+                        "ports; identical cycles, fewer builds)")
     p.add_argument("--plot", type=Path, default=Path("docs/cost_validation.png"),
                    help="scatter plot (default docs/cost_validation.png)")
     p.add_argument("--worst", type=int, default=8, help="worst cases to list (default 8)")
@@ -162,9 +183,10 @@ def main(argv=None) -> int:
     import cost
 
     t0 = time.time()
-    triples = draw_triples(args.n, args.seed)
-    cache = args.cache or Path("build/validate_cost") / f"rtl_seed{args.seed}.jsonl"
-    rtl = rtl_results(triples, cache, args.workers, args.cache_dir)
+    triples = draw_triples(args.n, args.seed, args.buffers)
+    tag = "" if args.buffers == "double" else "_buffered"
+    cache = args.cache or Path("build/validate_cost") / f"rtl_seed{args.seed}{tag}.jsonl"
+    rtl = rtl_results(triples, cache, args.workers, args.cache_dir, superset=args.models == "family")
     ana = [cost.evaluate(hw, m, layer) for hw, m, layer in triples]
     keep = [i for i, r in enumerate(rtl) if r.feasible]
     if len(keep) < len(rtl):
@@ -200,7 +222,7 @@ def main(argv=None) -> int:
         print(f"  {100 * err[j]:+6.1f} %  RTL {int(rc[j]):>9,}  model {int(ac[j]):>9,}  DIM {hw.dim} "
               f"sp {hw.sp_kb} acc {hw.acc_kb}  {layer.name} ({layer.n}x{layer.k}x{layer.c}x{layer.p}x"
               f"{layer.q}x{layer.r}x{layer.s}/{layer.stride} g{layer.groups})  tiles {m.tiles()} "
-              f"order {''.join(m.order)}  {_mechanism(rtl[i])}")
+              f"order {''.join(m.order)} buffers {''.join(map(str, m.buffers))}  {_mechanism(rtl[i])}")
 
     import matplotlib
     matplotlib.use("Agg")

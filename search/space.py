@@ -100,10 +100,13 @@ import numpy as np
 
 from hw.config import HardwareConfig, param_spec
 from hw.layer import LOOPS, Layer
-from hw.mapping import LEVELS, Mapping, MappingError, check_arrays, divisors, footprint_rows, rows_needed
+from hw.mapping import (DEFAULT_BUFFERS, LEVELS, OPERANDS, Mapping, MappingError, check_arrays, divisors,
+                        footprint_rows, rows_needed)
 
 __all__ = [
+    "BUFFER_ENCODING_NAMES",
     "CODESIGN_UNIT_DIMS",
+    "ENCODING_VERSIONS",
     "DIMS",
     "ENCODING_NAMES",
     "HW_AXES",
@@ -135,6 +138,12 @@ UNIT_DIMS = len(LOOPS) + 1  # 8
 CODESIGN_UNIT_DIMS = 1 + HW_UNIT_DIMS + UNIT_DIMS  # 12
 ENCODING_NAMES = tuple([f"{lv}_{lp}" for lp in LOOPS for lv in LEVELS]
                        + [f"order_{lp}" for lp in LOOPS])
+#: Mapping encoding versions: 1 = the 28 inputs above (every tile double-buffered),
+#: 2 = those and one input per operand's buffering (0 single, 1 double).
+ENCODING_VERSIONS = (1, 2)
+BUFFER_ENCODING_NAMES = tuple(f"buffers_{op}" for op in OPERANDS)
+_ENC_NAMES = {1: ENCODING_NAMES, 2: ENCODING_NAMES + BUFFER_ENCODING_NAMES}
+_UNIT = {1: UNIT_DIMS, 2: UNIT_DIMS + len(OPERANDS)}
 
 _METHODS = ("uniform", "sobol")
 _NL = len(LOOPS)
@@ -398,6 +407,7 @@ class MappingSpace:
 
     hw: HardwareConfig
     layer: Layer
+    version: int = 1
     _choices: tuple = field(init=False, repr=False, compare=False)
     _dims: np.ndarray = field(init=False, repr=False, compare=False)
     _n: np.ndarray = field(init=False, repr=False, compare=False)
@@ -409,6 +419,8 @@ class MappingSpace:
             raise SpaceError(f"MappingSpace.hw must be a HardwareConfig; got {type(self.hw).__name__}")
         if not isinstance(self.layer, Layer):
             raise SpaceError(f"MappingSpace.layer must be a Layer; got {type(self.layer).__name__}")
+        if isinstance(self.version, bool) or self.version not in ENCODING_VERSIONS:
+            raise SpaceError(f"MappingSpace.version must be one of {ENCODING_VERSIONS}; got {self.version!r}")
         dims = self.layer.dims
         choices = []
         for lp in LOOPS:
@@ -429,6 +441,17 @@ class MappingSpace:
         set_(self, "_n", _readonly(n))
         set_(self, "_tab", _readonly(tab))
         set_(self, "_enc_tab", _readonly(_log_scale(tab, dims_arr[None, :, None])))
+
+    # ---- version ---------------------------------------------------------------------------
+    @property
+    def encoding_names(self) -> tuple[str, ...]:
+        """Names of this version's encoding inputs (28 in version 1, 31 in version 2)."""
+        return _ENC_NAMES[self.version]
+
+    @property
+    def unit_dims(self) -> int:
+        """Numbers of this version's unit cube (8 in version 1, 11 in version 2)."""
+        return _UNIT[self.version]
 
     # ---- choices and orders ------------------------------------------------------------
     def choices(self, loop: str) -> list[tuple[int, int]]:
@@ -456,35 +479,41 @@ class MappingSpace:
     order_index = staticmethod(order_index)
 
     # ---- fit rule (vectorised; the rule itself is hw.mapping's) --------------------------
-    def _fits_tiles(self, t: np.ndarray) -> np.ndarray:
+    def _fits_tiles(self, t: np.ndarray, buffers=DEFAULT_BUFFERS) -> np.ndarray:
         """Capacity rule of `Mapping.check` on tile extents t (B, 7) of mappings of this
-        space (structurally valid by construction): bool (B,)."""
-        sp, acc = rows_needed(*footprint_rows(self.hw.dim, self.layer.stride, *(t[:, i] for i in range(_NL))))
+        space (structurally valid by construction) with buffer counts ``buffers`` ((3,) or
+        (B, 3)): bool (B,)."""
+        b = np.asarray(buffers)
+        bufs = [b[..., i] for i in range(len(OPERANDS))]
+        sp, acc = rows_needed(*footprint_rows(self.hw.dim, self.layer.stride, *(t[:, i] for i in range(_NL))),
+                              *bufs)
         return (sp <= self.hw.sp_rows) & (acc <= self.hw.acc_rows)
 
     def _tiles_from_choice_indices(self, idx: np.ndarray) -> np.ndarray:
         loops = np.arange(_NL)[None, :]
         return self._tab[0][loops, idx] * self._tab[1][loops, idx]
 
-    def fits_arrays(self, factors) -> np.ndarray:
+    def fits_arrays(self, factors, buffers=None) -> np.ndarray:
         """bool (B,): for each row of ``factors`` (B, 3, 7), whether the mapping passes
         `Mapping.check` (which never depends on the order): factors >= 1 whose product is
-        each loop's bound, array factors 1 except C and K, those <= hw.dim, and the
-        double-buffered tile fits the scratchpad and the accumulator."""
+        each loop's bound, array factors 1 except C and K, those <= hw.dim, and the tile,
+        buffered as ``buffers`` (B, 3) says (None: all double), fits the scratchpad and
+        the accumulator (`hw.mapping.check_arrays`)."""
         f = np.asarray(factors)
         if f.ndim != 3 or f.shape[1:] != (len(LEVELS), _NL) or not np.issubdtype(f.dtype, np.integer):
             raise SpaceError(f"factors must be an integer array of shape (B, 3, 7); got {f.dtype} {f.shape}")
         code = check_arrays(self._dims, self.layer.stride, f, None, self.hw.dim, self.hw.sp_rows,
-                            self.hw.acc_rows)
+                            self.hw.acc_rows, buffers)
         return code == 0
 
     # ---- unit cube -> mappings ---------------------------------------------------------
     def from_unit_arrays(self, u) -> tuple[np.ndarray, np.ndarray]:
-        """Unit-cube points ``u`` (B, 8) -> (factors (B, 3, 7), order (B, 7)) int64 arrays
-        in the layout of the module docstring: ``u[:, i]`` picks choice
+        """Unit-cube points ``u`` (B, `unit_dims`) -> (factors (B, 3, 7), order (B, 7))
+        int64 arrays in the layout of the module docstring: ``u[:, i]`` picks choice
         ``floor(u * len(choices(LOOPS[i])))`` of loop i, ``u[:, 7]`` the order with Lehmer
-        code ``floor(u * 5040)`` (indices clipped to the last)."""
-        a = _unit_matrix(u, UNIT_DIMS, "mapping unit points")
+        code ``floor(u * 5040)`` (indices clipped to the last); version 2's buffering
+        columns are `buffers_from_unit`'s."""
+        a = _unit_matrix(u, self.unit_dims, "mapping unit points")
         idx = unit_index(a[:, :_NL], self._n[None, :])
         loops = np.arange(_NL)[None, :]
         spad = self._tab[0][loops, idx]
@@ -493,11 +522,20 @@ class MappingSpace:
         order = _PERMS[unit_index(a[:, _NL], N_ORDERS)]
         return factors, order
 
+    def buffers_from_unit(self, u) -> np.ndarray:
+        """Buffer counts (B, 3) of unit points (B, `unit_dims`): version 2's ``u[:, 8 + i]``
+        gives operand i ``1 + floor(2 u)`` (clipped: u < 1/2 single, else double);
+        version 1, all 2."""
+        a = _unit_matrix(u, self.unit_dims, "mapping unit points")
+        if self.version == 1:
+            return np.full((len(a), len(OPERANDS)), 2, dtype=np.int64)
+        return 1 + unit_index(a[:, UNIT_DIMS:], 2)
+
     def from_unit(self, u) -> Mapping:
-        """Unit-cube point (8 numbers in [0, 1]) -> mapping (it may not fit)."""
-        a = _unit_vector(u, UNIT_DIMS, "mapping unit point")
-        factors, order = self.from_unit_arrays(a[None, :])
-        return self.mapping_from_arrays(factors[0], order[0])
+        """Unit-cube point (`unit_dims` numbers in [0, 1]) -> mapping (it may not fit)."""
+        a = _unit_vector(u, self.unit_dims, "mapping unit point")[None, :]
+        factors, order = self.from_unit_arrays(a)
+        return Mapping.from_arrays(factors[0], order[0], self.buffers_from_unit(a)[0])
 
     # ---- array <-> Mapping ---------------------------------------------------------------
     @staticmethod
@@ -523,6 +561,11 @@ class MappingSpace:
                     return f"mapping {lv} factor of {lp} is {v!r}; factors must be integers >= 1"
         if sorted(m.order, key=str) != sorted(LOOPS):
             return f"mapping order {list(m.order)} is not a permutation of {', '.join(LOOPS)}"
+        if self.version == 1 and m.buffers != DEFAULT_BUFFERS:
+            return (f"mapping buffers {m.buffers_dict()} are not all double: encoding version 1 holds "
+                    f"double-buffered mappings only (use version 2)")
+        if any(b not in (1, 2) for b in m.buffers):
+            return f"mapping buffers {m.buffers_dict()} must each be 1 or 2"
         fd = m.factors_dict()
         for i, lp in enumerate(LOOPS):
             d, sp, ar = fd["dram"][lp], fd["spad"][lp], fd["array"][lp]
@@ -540,27 +583,34 @@ class MappingSpace:
         return m.to_arrays()
 
     # ---- numeric encoding ------------------------------------------------------------------
-    def encode_arrays(self, factors, order) -> np.ndarray:
-        """Encoding (B, 28) of a batch in array form (see the module docstring)."""
+    def encode_arrays(self, factors, order, buffers=None) -> np.ndarray:
+        """Encoding (B, 28) of a batch in array form (see the module docstring); version 2
+        appends ``buffers - 1`` (B, 3) (None: all double)."""
         f = np.asarray(factors)
         o = np.asarray(order)
         if f.ndim != 3 or f.shape[1:] != (len(LEVELS), _NL) or o.shape != (f.shape[0], _NL):
             raise SpaceError(f"factors (B, 3, 7) and order (B, 7) expected; got {f.shape} and {o.shape}")
         enc = _log_scale(f, self._dims[None, None, :])            # (B, 3, 7)
         pos = np.argsort(o, axis=1).astype(np.float64) / (_NL - 1)  # position of each loop
-        return np.concatenate([enc.transpose(0, 2, 1).reshape(-1, len(LEVELS) * _NL), pos], axis=1)
+        parts = [enc.transpose(0, 2, 1).reshape(-1, len(LEVELS) * _NL), pos]
+        if self.version == 2:
+            b = np.broadcast_to(np.asarray(DEFAULT_BUFFERS if buffers is None else buffers), (len(f), 3))
+            parts.append(b.astype(np.float64) - 1.0)
+        return np.concatenate(parts, axis=1)
 
     def encode(self, m: Mapping) -> np.ndarray:
-        """Encoding (28,) of a mapping of this space, ordered as `ENCODING_NAMES`."""
+        """Encoding (28 or 31,) of a mapping of this space, ordered as `encoding_names`."""
         factors, order = self.arrays_from_mapping(m)
-        return self.encode_arrays(factors[None], order[None])[0]
+        return self.encode_arrays(factors[None], order[None], np.asarray(m.buffers)[None])[0]
 
     def encode_many(self, mappings) -> np.ndarray:
-        """`encode` of each mapping: shape (n, 28)."""
+        """`encode` of each mapping: shape (n, 28 or 31)."""
+        mappings = list(mappings)
         rows = [self.arrays_from_mapping(m) for m in mappings]
         if not rows:
-            return np.zeros((0, len(ENCODING_NAMES)))
-        return self.encode_arrays(np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]))
+            return np.zeros((0, len(self.encoding_names)))
+        return self.encode_arrays(np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]),
+                                  np.array([m.buffers for m in mappings], dtype=np.int64))
 
     def decode(self, x) -> Mapping:
         """Nearest structurally valid mapping to any finite real 28-vector ``x``.
@@ -571,7 +621,7 @@ class MappingSpace:
         order coordinate, smallest outermost (ties in LOOPS order). The result need not
         fit the hardware. ``decode(encode(m)) == m`` for every mapping of the space.
         """
-        a = _vector(x, len(ENCODING_NAMES), "mapping encoding")
+        a = _vector(x, len(self.encoding_names), "mapping encoding")
         per_loop = a[:len(LEVELS) * _NL].reshape(_NL, len(LEVELS))
         factors = np.empty((len(LEVELS), _NL), dtype=np.int64)
         for i in range(_NL):
@@ -581,8 +631,9 @@ class MappingSpace:
             j = int(np.argmin(dist))
             sp, ar = self._tab[0, i, j], self._tab[1, i, j]
             factors[:, i] = (self._dims[i] // (sp * ar), sp, ar)
-        order = np.argsort(a[len(LEVELS) * _NL:], kind="stable")
-        return self.mapping_from_arrays(factors, order)
+        order = np.argsort(a[len(LEVELS) * _NL:len(ENCODING_NAMES)], kind="stable")
+        buffers = None if self.version == 1 else np.where(a[len(ENCODING_NAMES):] >= 0.5, 2, 1)
+        return Mapping.from_arrays(factors, order, buffers)
 
     # ---- size --------------------------------------------------------------------------
     def size(self, exact_limit: int = 2_000_000, samples: int = 200_000, seed: int = 0) -> SpaceSize:
@@ -598,6 +649,17 @@ class MappingSpace:
         seed = _check_int(seed, "seed", 0)
         total = self.factor_combinations
         n = self._n
+        bufferings = [DEFAULT_BUFFERS] if self.version == 1 else list(itertools.product((1, 2), repeat=3))
+        if len(bufferings) > 1:   # version 2: the mappings of each buffering, added up
+            parts = [dataclasses.replace(self, version=1)._size(total, exact_limit, samples, seed, b)
+                     for b in bufferings]
+            exact = all(p.exact for p in parts)
+            return SpaceSize(count=sum(p.count for p in parts), exact=exact,
+                             stderr=math.sqrt(sum(p.stderr ** 2 for p in parts)))
+        return self._size(total, exact_limit, samples, seed, DEFAULT_BUFFERS)
+
+    def _size(self, total: int, exact_limit: int, samples: int, seed: int, buffers) -> SpaceSize:
+        n = self._n
         if total <= exact_limit:
             radix = np.ones(_NL, dtype=np.int64)  # mixed radix, last loop fastest
             for i in range(_NL - 2, -1, -1):
@@ -607,7 +669,7 @@ class MappingSpace:
             for start in range(0, total, chunk):
                 flat = np.arange(start, min(start + chunk, total), dtype=np.int64)[:, None]
                 idx = (flat // radix[None, :]) % n[None, :]
-                fit += int(np.count_nonzero(self._fits_tiles(self._tiles_from_choice_indices(idx))))
+                fit += int(np.count_nonzero(self._fits_tiles(self._tiles_from_choice_indices(idx), buffers)))
             return SpaceSize(count=float(fit * N_ORDERS), exact=True, stderr=0.0)
         rng = np.random.default_rng(seed)
         fit = 0
@@ -615,7 +677,7 @@ class MappingSpace:
         for start in range(0, samples, chunk):
             m = min(chunk, samples - start)
             idx = rng.integers(0, n[None, :], size=(m, _NL))
-            fit += int(np.count_nonzero(self._fits_tiles(self._tiles_from_choice_indices(idx))))
+            fit += int(np.count_nonzero(self._fits_tiles(self._tiles_from_choice_indices(idx), buffers)))
         p = fit / samples
         scale = float(total) * N_ORDERS
         return SpaceSize(count=p * scale, exact=False, stderr=math.sqrt(p * (1 - p) / samples) * scale)
@@ -643,11 +705,13 @@ class MappingSpace:
         max_tries = _check_int(max_tries, "max_tries", 1)
         if n == 0:
             return []
-        draw = _points(method, seed, UNIT_DIMS)
+        draw = _points(method, seed, self.unit_dims)
         if not feasible_only:
-            f, o = self.from_unit_arrays(draw(n))
-            return [self.mapping_from_arrays(f[i], o[i]) for i in range(n)]
-        kept_f, kept_o, found, tries = [], [], 0, 0
+            u = draw(n)
+            f, o = self.from_unit_arrays(u)
+            b = self.buffers_from_unit(u)
+            return [Mapping.from_arrays(f[i], o[i], b[i]) for i in range(n)]
+        kept_f, kept_o, kept_b, found, tries = [], [], [], 0, 0
         while found < n:
             if tries >= max_tries:
                 raise SpaceError(
@@ -656,15 +720,18 @@ class MappingSpace:
                     f"too small for this hardware")
             want = 1 << max(10, (2 * (n - found) - 1).bit_length())  # powers of 2 suit Sobol
             k = min(want, 1 << 17, max_tries - tries)
-            f, o = self.from_unit_arrays(draw(k))
+            u = draw(k)
+            f, o = self.from_unit_arrays(u)
+            b = self.buffers_from_unit(u)
             tries += k
-            ok = self._fits_tiles(f[:, 1, :] * f[:, 2, :])
+            ok = self._fits_tiles(f[:, 1, :] * f[:, 2, :], b)
             take = np.flatnonzero(ok)[:n - found]
             kept_f.append(f[take])
             kept_o.append(o[take])
+            kept_b.append(b[take])
             found += len(take)
-        f, o = np.concatenate(kept_f), np.concatenate(kept_o)
-        return [self.mapping_from_arrays(f[i], o[i]) for i in range(n)]
+        f, o, b = np.concatenate(kept_f), np.concatenate(kept_o), np.concatenate(kept_b)
+        return [Mapping.from_arrays(f[i], o[i], None if self.version == 1 else b[i]) for i in range(n)]
 
 
 # ---- the joint space ---------------------------------------------------------------------

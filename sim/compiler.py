@@ -38,16 +38,18 @@ in_w = (T_Q-1)*stride + T_S:
   channels of block kb of pixel (n0+n, p0+p, q0+q). Partial sums move with MVINs /
   MVOUTs of up to dim consecutive pixels (load slot 2, row stride 4K bytes).
 
-These are exactly the footprints of `Mapping.footprint`; every buffer is doubled.
+These are exactly the footprints of `Mapping.footprint`; each operand has one or two
+buffers (`Mapping.buffers`).
 
-Placement. Scratchpad: the two input buffers from row 0 up (input_rows each), the two
-weight buffers from the top down (the first at sp_rows - weight_rows). A COMPUTE reads
+Placement. Scratchpad: the input buffers from row 0 up (input_rows each), the weight
+buffers from the top down (the first at sp_rows - weight_rows). A COMPUTE reads
 input rows while a PRELOAD reads weight rows; the scratchpad's banks are consecutive row
 ranges, so with inputs packed at the bottom and weights at the top they share a bank
-only if ceil(2*input_rows / bank) + ceil(2*weight_rows / bank) > sp_banks, i.e. only
-when the bank size does not allow better. Accumulator: buffers at rows 0 and
-acc_rows / 2 (a bank boundary when acc_banks >= 2), so the MVOUTs of one tile and the
-computes into the other use different banks.
+only if ceil(b_in*input_rows / bank) + ceil(b_w*weight_rows / bank) > sp_banks, i.e. only
+when the bank size does not allow better. Accumulator: a double-buffered output has its
+buffers at rows 0 and acc_rows / 2 (a bank boundary when acc_banks >= 2), so the MVOUTs
+of one tile and the computes into the other use different banks; a single-buffered
+output has one buffer at row 0.
 
 Computes of one step: for each kb, for each weight block (r, s, cb) of the tile, a
 PRELOAD of the block (b_rows = channels of block cb, b_cols = output channels of kb)
@@ -63,8 +65,8 @@ visit of an output tile (DRAM origin c0 = r0 = s0 = 0, nothing reloaded), else T
 
 DRAM loop order. Every order is honoured, bad ones included: a tile is reloaded exactly
 when its index changes between consecutive steps (input: n, c, p, q, r, s; weights: k,
-c, r, s; output: n, k, p, q), into the other half of its double buffer (a buffer is kept
-while its tile is unchanged). When the output index changes, the tile that was just
+c, r, s; output: n, k, p, q), into the other half of its double buffer, or into its one
+buffer when single-buffered (a buffer is kept while its tile is unchanged). When the output index changes, the tile that was just
 computed is stored: to the output region (int32 via acc_full, or int8 with ReLU /
 shift) if its whole reduction (all DRAM-level C, R, S iterations) is done, else as int32
 partial sums to the psum region; a later visit of that tile first MVINs them back into
@@ -78,7 +80,12 @@ with the stores of the tile finished at t-1 and the loads of step t+1 in the ord
 `hw.schedule.merge` (each side stream spread evenly over the execute stream; a
 partial-sum reload into the accumulator buffer still being stored follows those stores;
 `_interleave` computes the same order faster); finally the stores of the last tile and
-HALT. The loads of a step are its partial sums, then its input tile, then its weight
+HALT. A single-buffered operand's next tile cannot overlap the step that uses its one
+buffer: a single-buffered input or weight tile of step t+1 is loaded after the whole
+execute stream of step t, and a single-buffered output tile is stored right after the
+execute stream of its last step (before anything of the next step writes the
+accumulator: its partial-sum reload and its computes). The hardware's scoreboard holds
+each such instruction until the instructions it conflicts with are done. The loads of a step are its partial sums, then its input tile, then its weight
 tile (each in local-row order). A CONFIG ST precedes a MVOUT whose store mode (int32
 partial sums vs. int8 output) differs from the current one.
 
@@ -367,14 +374,15 @@ class _PsumStore(Item):
     __slots__ = ()
 
 
-def _alternate(keys: list) -> tuple[list[int], list[bool]]:
-    """Per step: which half of a double buffer holds the tile, and whether it is loaded
-    (its key differs from the previous step's); a new tile takes the other half."""
+def _alternate(keys: list, nbuf: int = 2) -> tuple[list[int], list[bool]]:
+    """Per step: which of the operand's `nbuf` buffers holds the tile, and whether it is
+    loaded (its key differs from the previous step's); with two buffers a new tile takes
+    the other one, with one it reuses it."""
     bufs, new = [], []
-    cur, prev = 1, object()
+    cur, prev = nbuf - 1, object()
     for key in keys:
         changed = key != prev
-        if changed:
+        if changed and nbuf == 2:
             cur ^= 1
         bufs.append(cur)
         new.append(changed)
@@ -518,6 +526,7 @@ class _Compiler:
         self.in_w = (T["Q"] - 1) * self.st + T["S"]
         fp = mapping.footprint(hw, layer)
         self.in_rows, self.w_rows, self.o_rows = fp.input_rows, fp.weight_rows, fp.output_rows
+        self.b_in, self.b_w, self.b_out = mapping.buffers
         self.o_elem = 4 if out == "int32" else 1
 
     # ---- tile geometry (relative to the tile's buffer and DRAM origin) --------------------
@@ -616,9 +625,9 @@ class _Compiler:
         in_keys = [(g, n, c, p, q, r, s) for g, n, k, c, p, q, r, s in steps]
         w_keys = [(g, k, c, r, s) for g, n, k, c, p, q, r, s in steps]
         o_keys = [(g, n, k, p, q) for g, n, k, c, p, q, r, s in steps]
-        in_buf, in_new = _alternate(in_keys)
-        w_buf, w_new = _alternate(w_keys)
-        o_buf, o_new = _alternate(o_keys)
+        in_buf, in_new = _alternate(in_keys, self.b_in)
+        w_buf, w_new = _alternate(w_keys, self.b_w)
+        o_buf, o_new = _alternate(o_keys, self.b_out)
 
         red_total = F["C"] * F["R"] * F["S"]
         visits: dict[tuple, int] = {}
@@ -649,11 +658,11 @@ class _Compiler:
             raise CompileError(f"layer {L.name!r} does not fit the DRAM: {e}") from None
 
         # Local placement (see the module docstring).
-        in_bases = (0, self.in_rows)
-        w_bases = (hw.sp_rows - self.w_rows, hw.sp_rows - 2 * self.w_rows)
-        half = hw.acc_rows // 2
-        o_bases = (0, half)
-        _require(2 * self.in_rows <= w_bases[1] and self.o_rows <= half,
+        in_bases = (0, self.in_rows)[:self.b_in]
+        w_bases = (hw.sp_rows - self.w_rows, hw.sp_rows - 2 * self.w_rows)[:self.b_w]
+        half = hw.acc_rows // 2 if self.b_out == 2 else hw.acc_rows
+        o_bases = (0, half)[:self.b_out]
+        _require(self.b_in * self.in_rows <= w_bases[-1] and self.o_rows <= half,
                  "tile buffers overlap (mapping.check should have refused the mapping)")
 
         # Relative geometry, computed once.
@@ -716,17 +725,20 @@ class _Compiler:
                     out.append(cls((word + shift_,), rng, dram_tag or ()))
             return out
 
-        def loads(t: int) -> list[Item]:
+        def loads(t: int, part: str = "all") -> list[Item]:
+            """Loads of step t: "all", "overlapped" (of the double-buffered operands) or
+            "serial" (of the single-buffered ones)."""
+            want = {"all": (True, True), "overlapped": (False, True), "serial": (True, False)}[part]
             items: list[Item] = []
-            if reload[t]:
+            if reload[t] and want[self.b_out - 1]:
                 tid = tile_id[o_keys[t]]
                 items += instantiate(ps_in_tmpl, o_bases[o_buf[t]], ps_addr + 4 * o_origin(t),
                                      _PsumLoad, "acc", True, (("dram", tid, tid),))
                 stats["psum_reloads"] += 1
-            if in_new[t]:
+            if in_new[t] and want[self.b_in - 1]:
                 items += instantiate(in_tmpl, in_bases[in_buf[t]], in_origin(t), Item, "sp", True)
                 stats["input_tile_loads"] += 1
-            if w_new[t]:
+            if w_new[t] and want[self.b_w - 1]:
                 items += instantiate(w_tmpl, w_bases[w_buf[t]], w_origin(t), Item, "sp", True)
                 stats["weight_tile_loads"] += 1
             return items
@@ -797,9 +809,15 @@ class _Compiler:
                 block = exec_cache[key] = _exec_block(items, a_out)
             a_stride = block.a_stride
             counts.update(block.counts)
-            st_items = stores(t - 1) if t > 0 and leave[t - 1] else []
-            ld_items = loads(t + 1) if t + 1 < nsteps else []
+            # double-buffered output: the previous tile's stores overlap this step
+            st_items = stores(t - 1) if t > 0 and leave[t - 1] and self.b_out == 2 else []
+            ld_items = loads(t + 1, "overlapped") if t + 1 < nsteps else []
             _interleave(st_items, block, ld_items, words.extend, emit_item)
+            if self.b_out == 1 and leave[t] and t + 1 < nsteps:
+                for it in stores(t):   # single-buffered output: stored before step t+1 writes it
+                    emit_item(it)
+            for it in (loads(t + 1, "serial") if t + 1 < nsteps else []):
+                emit_item(it)          # single-buffered operands: after their last use
         for it in stores(nsteps - 1):
             emit_item(it)
         words.append(_HALT)
@@ -834,8 +852,8 @@ class _Compiler:
             "psum_bytes_stored": stats["psum_spills"] * self.o_tile_elems() * 4,
             "output_bytes_stored": stats["output_tile_stores"] * self.o_tile_elems() * self.o_elem,
             "pixel_runs_per_block": len(self.pixel_runs),
-            "sp_rows_used": 2 * (self.in_rows + self.w_rows),
-            "acc_rows_used": 2 * self.o_rows,
+            "sp_rows_used": self.b_in * self.in_rows + self.b_w * self.w_rows,
+            "acc_rows_used": self.b_out * self.o_rows,
         }
         return Compiled(hw=hw, mapping=self.mapping, layer=L, out=self.out, relu=self.relu,
                         shift=self.shift, program=prog, image=image, input_addr=in_addr,

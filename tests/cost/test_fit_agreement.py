@@ -73,28 +73,32 @@ def _triples(seed: int):
         f, o = MappingSpace(HardwareConfig(dim=32), layer).from_unit_arrays(rng.random((PER_LAYER, UNIT_DIMS)))
         f, o = f.copy(), o.copy()
         _perturb(rng, f, o, dim)
-        yield layer, dim, sp, acc, f, o
+        # buffer counts: 1 or 2 per operand, and a few invalid ones (0, 3)
+        bufs = rng.choice([1, 2], size=(PER_LAYER, 3))
+        bad = rng.random(PER_LAYER) < 0.02
+        bufs[bad, rng.integers(0, 3, bad.sum())] = rng.choice([0, 3], bad.sum())
+        yield layer, dim, sp, acc, f, o, bufs
 
 
 def test_every_path_gives_the_same_reason_code():
     base = HardwareConfig()
     seen = np.zeros(len(REASONS), dtype=np.int64)
     total = 0
-    for layer, dim, sp, acc, f, o in _triples(seed=2026):
+    for layer, dim, sp, acc, f, o, bufs in _triples(seed=2026):
         dims = [layer.dims[lp] for lp in LOOPS]
         hws = [dataclasses.replace(base, dim=int(d), sp_kb=int(s), acc_kb=int(a)) for d, s, a in zip(dim, sp, acc)]
         sp_rows = np.array([h.sp_rows for h in hws])
         acc_rows = np.array([h.acc_rows for h in hws])
         # 1. the vectorised rule, every hardware configuration at once
-        want = check_arrays(dims, layer.stride, f, o, dim, sp_rows, acc_rows)
+        want = check_arrays(dims, layer.stride, f, o, dim, sp_rows, acc_rows, bufs)
         # 2. the analytical kernel's compiled copy
-        got = evaluate_arrays(layer, {"dim": dim, "sp_kb": sp, "acc_kb": acc}, f, o)
+        got = evaluate_arrays(layer, {"dim": dim, "sp_kb": sp, "acc_kb": acc}, f, o, bufs)
         np.testing.assert_array_equal(got["reason"], want)
         np.testing.assert_array_equal(got["feasible"], want == 0)
         # 3. Mapping.check, one mapping at a time (its code, its wording agrees with REASONS' kind)
         for j in range(len(f)):
             m = Mapping(factors={lv: dict(zip(LOOPS, f[j, i].tolist())) for i, lv in enumerate(LEVELS)},
-                        order=tuple(LOOPS[k] for k in o[j].tolist()))
+                        order=tuple(LOOPS[k] for k in o[j].tolist()), buffers=tuple(bufs[j].tolist()))
             c = m.check(hws[j], layer)
             assert (c.code, bool(c)) == (int(want[j]), want[j] == 0), (j, c, m)
         # 4. MappingSpace.fits_arrays (the fit rule ignores the order), per array size
@@ -102,8 +106,8 @@ def test_every_path_gives_the_same_reason_code():
             for s_kb, a_kb in {(int(s), int(a)) for s, a in zip(sp[dim == d], acc[dim == d])}:
                 sel = (dim == d) & (sp == s_kb) & (acc == a_kb)
                 ms = MappingSpace(dataclasses.replace(base, dim=d, sp_kb=s_kb, acc_kb=a_kb), layer)
-                no_order = check_arrays(dims, layer.stride, f[sel], None, d, ms.hw.sp_rows, ms.hw.acc_rows)
-                np.testing.assert_array_equal(ms.fits_arrays(f[sel]), no_order == 0)
+                no_order = check_arrays(dims, layer.stride, f[sel], None, d, ms.hw.sp_rows, ms.hw.acc_rows, bufs[sel])
+                np.testing.assert_array_equal(ms.fits_arrays(f[sel], bufs[sel]), no_order == 0)
         seen += np.bincount(want, minlength=len(REASONS))
         total += len(f)
     assert total >= 100_000

@@ -226,7 +226,7 @@ def test_mapping_hashable_canonical_and_json():
     assert dataclasses.replace(m, order=DEFAULT_ORDER) == m
     with pytest.raises(MappingError) as e:
         Mapping.from_dict({**m.to_dict(), "levels": 3})
-    assert str(e.value) == "unknown Mapping field(s) ['levels']; allowed: ['factors', 'order']"
+    assert str(e.value) == "unknown Mapping field(s) ['levels']; allowed: ['buffers', 'factors', 'order']"
     text = str(m)
     assert "dram order N > K > P > Q > C > R > S" in text
     assert all(lv in text for lv in LEVELS) and all(lp in text for lp in LOOPS)
