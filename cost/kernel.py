@@ -490,12 +490,18 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
                     sl_need[i] = _t_load(w_r1, w_b1, w_q1, rate, lat, infl, par, True)
             s_pre[i] = 0.0
             if b_out == 1:
+                # The next step's computes dispatch once all but the last EX_SLOTS MVOUTs
+                # have been dispatched (in order; a slot each); they then overlap the rest,
+                # and the partial-sum reload, whose first rows they wait for.
                 spl = cho - comp
                 if cho > 0:
+                    n_st = cho * mv_o
                     s_pre[i] = drain + _t_store(comp * o_r + spl * p_r, comp * o_b + spl * p_b,
-                                                comp * o_q + spl * p_q, rate, lat, infl, par)
+                                                comp * o_q + spl * p_q, rate, lat, infl, par) \
+                        * max(0.0, 1.0 - EX_SLOTS / n_st)
                 if rev > 0:
-                    s_pre[i] += _t_load(rev * p_r, rev * p_b, rev * p_q, rate, lat, infl, par, True)
+                    s_pre[i] += _t_load(rev * p_r1, rev * p_b1, rev * p_q1, rate, lat, infl, par, True) \
+                        + par[P_NEED_EXTRA]
                 rev, comp, cho = 0.0, 0.0, 0.0
             ldi -= sdi
             ldw -= sdw

@@ -1,6 +1,7 @@
 """Single- and double-buffered tiles on the RTL: random mappings with random buffering
 (random loop orders, so partial-sum spills too) are bit-exact against numpy through the
-lean harness and through cocotb, with identical cycles and counters; a 16x16 mapping
+lean harness, and two per array size also through cocotb with identical cycles and
+counters; a 16x16 mapping
 that fills over 90 % of a 256 KB scratchpad with one single-buffered tile runs and
 verifies. The sequential semantics of the same programs are in tests/sim/test_buffers.py.
 """
@@ -25,12 +26,13 @@ LAYERS = [
 BUFFERINGS = [b for b in itertools.product((1, 2), repeat=3) if b != (2, 2, 2)]
 
 
-def _check_both_harnesses(hw, mapping, layer, cache, seed):
+def _check_harnesses(hw, mapping, layer, cache, seed, cocotb: bool):
     lean = evaluate(hw, mapping, layer, seed=seed, cache_dir=cache, harness="lean")
-    coco = evaluate(hw, mapping, layer, seed=seed, cache_dir=cache, harness="cocotb")
-    assert lean.feasible and lean.verified and coco.verified, mapping.to_json()
-    assert lean.cycles == coco.cycles, mapping.to_json()
-    assert lean.counts == coco.counts and lean.busy == coco.busy
+    assert lean.feasible and lean.verified, mapping.to_json()
+    if cocotb:   # the verification harness, cycle for cycle
+        coco = evaluate(hw, mapping, layer, seed=seed, cache_dir=cache, harness="cocotb")
+        assert coco.verified and lean.cycles == coco.cycles, mapping.to_json()
+        assert lean.counts == coco.counts and lean.busy == coco.busy
     return lean
 
 
@@ -40,7 +42,7 @@ def test_random_buffering_bit_exact_lean_and_cocotb(dim, sim_cache_dir):
     rng = random.Random(f"rtl-buf-{dim}")
     for i, (layer, buffers) in enumerate(zip(itertools.cycle(LAYERS), rng.sample(BUFFERINGS, 4))):
         m = random_buffered_mapping(rng, hw, layer, buffers)
-        r = _check_both_harnesses(hw, m, layer, sim_cache_dir, seed=i)
+        r = _check_harnesses(hw, m, layer, sim_cache_dir, seed=i, cocotb=i < 2)   # one of each layer
         # the same factors double-buffered, where they fit, run the same counts (only timing differs)
         double = Mapping(factors=m.factors, order=m.order)
         if double.check(hw, layer):
