@@ -24,7 +24,15 @@ sums, and the layerwise sum of count x energy x cycles). --json prints
 ``name``, ``count``, ``layer`` and ``mapping``.
 
 --energy FILE overrides entries of `cost.energy.EnergyTable` (JSON or YAML object,
-field -> value; `EnergyTable.from_file`).
+field -> value; `EnergyTable.from_file`), e.g. ``examples/energy_lpddr4.yaml``.
+
+Bad input is an error even where it would change nothing here, so that one command line
+means the same on either evaluator: --relu / --shift with --out int32, --stride / --pad /
+--groups with --gemm or --workload, an RTL option out of its range (--seed, --timeout,
+--trace's name). Sizes are `hw.layer`'s limits. Run as a command, a first run whose
+Numba kernel is not cached yet says "compiling the analytical model ..." on stderr
+(``main(argv)`` from Python: only with ``notices=True``), and a workload of more than a
+thousand distinct layers shows a progress bar.
 
 Exit status: 0 when everything is feasible; 1 when a result is infeasible, printed with
 its reason (a mapping that does not fit, a mapping file that cannot be read or is not a
@@ -36,9 +44,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from hw.cli import (
+    ANALYTICAL_COMPILE_NOTICE,
     OneLineParser,
     UsageError,
     add_config_arguments,
@@ -47,11 +57,16 @@ from hw.cli import (
     add_output_arguments,
     add_rtl_arguments,
     config_from_args,
+    conv_options_given,
     first_line,
     layer_from_args,
     mapping_from_args,
     output_from_args,
     print_error,
+    read_small_text,
+    rtl_options_from_args,
+    run_main,
+    slow_notice,
     summary_text,
 )
 from hw.config import ConfigError
@@ -126,13 +141,16 @@ def _run_layer(args, layer: Layer, hw, table: EnergyTable) -> int:
         mapping = mapping_from_args(args, hw, layer)
     except MappingError as e:  # unreadable file, not a mapping, or no mapping fits (auto)
         reason = first_line(e)
-        if args.mapping != "auto" and not reason.startswith("cannot read mapping file"):
+        if args.mapping != "auto" and not reason.startswith(("cannot read mapping file", "mapping file ")):
             reason = f"mapping file {args.mapping}: {reason}"
         r = Result.infeasible(reason, "analytical")
     except ValueError as e:     # json.JSONDecodeError
         r = Result.infeasible(f"mapping file {args.mapping} is not valid JSON: {first_line(e)}", "analytical")
     else:
         r = _evaluate_layer(hw, layer, mapping, args, table)
+    if r.feasible and not math.isfinite(r.edp):
+        return print_error(ValueError(f"--energy {args.energy}: the energy of layer {layer.name!r} overflows "
+                                      "(inf): the table's values are too large"))
     breakdown = _breakdown(r, hw, table)
     print(json.dumps(_record(r, breakdown), sort_keys=True) if args.json
           else _text(hw, layer, mapping, r, breakdown))
@@ -150,9 +168,12 @@ def _table(rows: list[list[str]]) -> str:
                      .rstrip() for row in rows)
 
 
-def _run_workload(args, layers: list[Layer], hw, table: EnergyTable) -> int:
+def _run_workload(args, layers: list[Layer], hw, table: EnergyTable, notices: bool) -> int:
+    from tqdm import tqdm
+
     entries, results = [], []
-    for layer in layers:
+    for layer in tqdm(layers, unit="layer", disable=not notices or len(layers) <= 1000, file=sys.stderr,
+                      dynamic_ncols=True, leave=False):
         mapping = None
         try:
             mapping = default_mapping(hw, layer)
@@ -165,6 +186,9 @@ def _run_workload(args, layers: list[Layer], hw, table: EnergyTable) -> int:
                         "mapping": mapping.to_dict() if mapping is not None else None,
                         **_record(r, _breakdown(r, hw, table))})
     total = network_edp(results, layers)
+    if any(r.feasible and not math.isfinite(r.edp) for r in results):
+        return print_error(ValueError(f"--energy {args.energy}: the energy of the workload overflows (inf): "
+                                      "the table's values are too large"))
     if args.json:
         doc = {"layers": entries, "total": {k: _finite_or_none(v) for k, v in total.to_dict().items()}}
         print(json.dumps(doc, sort_keys=True))
@@ -195,8 +219,22 @@ def _run_workload(args, layers: list[Layer], hw, table: EnergyTable) -> int:
 
 
 # ---- entry point ----------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    """``python -m cost.run ...``; returns the exit status (bad arguments: 2, never raises)."""
+def _energy_table(path: Path) -> EnergyTable:
+    try:
+        read_small_text(path)       # bounded: a huge or endless file is refused before parsing
+    except ValueError as e:
+        raise EnergyError(f"cannot read energy table {str(path)!r}: {first_line(e)}") from None
+    except OSError:
+        pass                        # EnergyTable.from_file says why
+    return EnergyTable.from_file(path)
+
+
+def main(argv: list[str] | None = None, *, notices: bool | None = None) -> int:
+    """``python -m cost.run ...``; returns the exit status (bad arguments: 2, never raises).
+
+    ``notices``: say on stderr when a slow phase runs (the Numba kernel compiling, a
+    progress bar for a large workload); default: when run as a command (``argv`` None)."""
+    notices = argv is None if notices is None else notices
     try:
         args = _parser().parse_args(argv)
     except UsageError as e:
@@ -207,26 +245,38 @@ def main(argv: list[str] | None = None) -> int:
     from search.workloads import get_workload, unique_layers
 
     try:
-        output_from_args(args)  # checks --shift, which the cost ignores
+        output_from_args(args)       # --shift's range, --relu / --shift need --out int8
+        rtl_options_from_args(args)  # the RTL-only options are ignored here, but must be valid
         if args.workload is not None:
             if args.mapping != "auto":
                 raise ValueError("--mapping FILE maps one layer; --workload uses default_mapping for each")
             if args.name is not None:
                 raise ValueError("--name names one layer; --workload takes the workload's names")
+            given = conv_options_given(args)
+            if given:
+                raise ValueError(f"{' and '.join(given)} {'shapes' if len(given) == 1 else 'shape'} one --conv "
+                                 "layer; --workload takes each layer's own")
             layers = unique_layers(get_workload(args.workload))
         else:
             layer = layer_from_args(args)
-        table = EnergyTable.from_file(args.energy) if args.energy is not None else DEFAULT_TABLE
+        table = _energy_table(args.energy) if args.energy is not None else DEFAULT_TABLE
     except (LayerError, EnergyError, WorkloadError, ValueError) as e:
         return print_error(e)
     try:
         hw = config_from_args(args)
     except ConfigError as e:  # bad input, as in sim.run: one line, exit 2
         return print_error(e)
-    if args.workload is not None:
-        return _run_workload(args, layers, hw, table)
-    return _run_layer(args, layer, hw, table)
+    from cost.model import warm_up
+
+    with slow_notice(ANALYTICAL_COMPILE_NOTICE, enabled=notices):
+        warm_up()
+    import numpy as np
+
+    with np.errstate(over="ignore", invalid="ignore"):   # an overflowing energy table: one error line below
+        if args.workload is not None:
+            return _run_workload(args, layers, hw, table, notices)
+        return _run_layer(args, layer, hw, table)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

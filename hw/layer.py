@@ -9,7 +9,7 @@ Dimensions (the usual Timeloop/Gemmini names)
     c        input channels (total, over all groups)
     p, q     output height, width
     r, s     kernel height, width
-    stride   the same in both directions (1..16)
+    stride   the same in both directions (1..MAX_STRIDE = 16)
     padding  the same on all four sides (0 .. min(r, s) - 1)
     groups   channel groups (1 = ordinary conv; groups = c = k is depthwise)
     count    how many times this layer occurs in its network (for network totals)
@@ -37,6 +37,19 @@ GEMM. ``Layer.gemm(name, m, k, n)`` describes C[M x N] = A[M x K] @ B[K x N] as 
 Beware the clash of names: the GEMM's K is the layer's *c*, and the layer's *k* is the
 GEMM's N. ``Layer.gemm_shape`` returns (M, K, N) back for a GEMM-shaped layer.
 
+Size limits (checked here, once, for every tool: the CLIs, workload files, imported
+models, the search). They keep every count of the analytical model inside int64 and
+every command's work bounded; a layer outside them is a one-line `LayerError`:
+
+    each of n, k, c, p, q, r, s      1 .. MAX_DIM = 1,048,576 (2**20)
+    stride                           1 .. MAX_STRIDE = 16
+    count                            1 .. MAX_COUNT = 1,073,741,824 (2**30)
+    MACs of one occurrence           at most MAX_MACS = 1,125,899,906,842,624 (2**50, about 1.1e15)
+
+and a workload (`check_workload`): at most MAX_WORKLOAD_LAYERS = 100,000 entries (before
+equal shapes merge) and MAX_WORKLOAD_MACS = 2**60 (about 1.2e18) MACs in all (count x
+MACs summed). The RTL simulation has a tighter bound, its DRAM (`sim.run`).
+
 Grouped convolutions. ``dims`` gives the seven loop bounds of ONE group
 (K = k // groups, C = c // groups); mappings tile one group and the group loop is an
 implicit outermost loop. ``macs``, ``weight_elems`` etc. are totals over all groups.
@@ -49,9 +62,23 @@ import json
 import numbers
 from dataclasses import dataclass
 
-__all__ = ["LOOPS", "Layer", "LayerError"]
+__all__ = ["LOOPS", "Layer", "LayerError", "MAX_DIM", "MAX_STRIDE", "MAX_COUNT", "MAX_MACS",
+           "MAX_WORKLOAD_LAYERS", "MAX_WORKLOAD_MACS", "check_workload"]
 
 LOOPS = ("N", "K", "C", "P", "Q", "R", "S")
+
+#: Largest value of each loop bound n, k, c, p, q, r, s of a layer (2**20).
+MAX_DIM = 1 << 20
+#: Largest stride.
+MAX_STRIDE = 16
+#: Largest repeat count of one layer in its network (2**30).
+MAX_COUNT = 1 << 30
+#: Most multiply-accumulates of one occurrence of a layer (2**50, about 1.1e15).
+MAX_MACS = 1 << 50
+#: Most entries of one workload (its layer list before equal shapes merge).
+MAX_WORKLOAD_LAYERS = 100_000
+#: Most MACs of one workload in all (sum of count x MACs; 2**60, about 1.2e18).
+MAX_WORKLOAD_MACS = 1 << 60
 
 _INT_FIELDS = ("n", "k", "c", "p", "q", "r", "s", "stride", "padding", "groups", "count")
 
@@ -94,8 +121,10 @@ class Layer:
             v = getattr(self, f)
             if v < 1:
                 raise LayerError(f"{tag}: {f} must be an integer >= 1; got {v}")
-        if not 1 <= self.stride <= 16:
-            raise LayerError(f"{tag}: stride must be an integer from 1 to 16; got {self.stride}")
+            if v > MAX_DIM:
+                raise LayerError(f"{tag}: {f} must be an integer from 1 to {MAX_DIM:,} (2**20); got {v:,}")
+        if not 1 <= self.stride <= MAX_STRIDE:
+            raise LayerError(f"{tag}: stride must be an integer from 1 to {MAX_STRIDE}; got {self.stride}")
         pad_max = min(self.r, self.s) - 1
         if not 0 <= self.padding <= pad_max:
             raise LayerError(
@@ -107,6 +136,11 @@ class Layer:
                 f"{tag}: groups must divide both c ({self.c}) and k ({self.k}); got {self.groups}")
         if self.count < 1:
             raise LayerError(f"{tag}: count must be an integer >= 1; got {self.count}")
+        if self.count > MAX_COUNT:
+            raise LayerError(f"{tag}: count must be an integer from 1 to {MAX_COUNT:,} (2**30); got {self.count:,}")
+        if self.macs > MAX_MACS:
+            raise LayerError(f"{tag}: {self.macs:,} MACs, more than the limit of {MAX_MACS:,} (2**50) "
+                             "for one layer")
         for axis, o, kk, size in (("h", "p", "r", self.h), ("w", "q", "s", self.w)):
             if size < 1:
                 raise LayerError(
@@ -224,7 +258,7 @@ class Layer:
             if not _is_int(v):
                 raise LayerError(f"Layer {name!r}: {f} must be an integer; got {v!r}")
         if stride < 1:
-            raise LayerError(f"Layer {name!r}: stride must be an integer from 1 to 16; got {stride}")
+            raise LayerError(f"Layer {name!r}: stride must be an integer from 1 to {MAX_STRIDE}; got {stride}")
         span = size + 2 * padding - ker
         if span < 0:
             raise LayerError(
@@ -269,3 +303,15 @@ class Layer:
         tail = (", " + ", ".join(extra)) if extra else ""
         return (f"{self.name}: N{self.n} K{self.k} C{self.c} P{self.p} Q{self.q} "
                 f"R{self.r} S{self.s}{tail}")
+
+
+def check_workload(layers, where: str = "the workload") -> None:
+    """LayerError (one line, starting with ``where``) when ``layers`` (a list of `Layer`)
+    has more than MAX_WORKLOAD_LAYERS entries or more than MAX_WORKLOAD_MACS MACs in all
+    (count x MACs summed); see the module docstring."""
+    if len(layers) > MAX_WORKLOAD_LAYERS:
+        raise LayerError(f"{where} has {len(layers):,} layers, more than the limit of {MAX_WORKLOAD_LAYERS:,}")
+    total = sum(layer.total_macs for layer in layers)
+    if total > MAX_WORKLOAD_MACS:
+        raise LayerError(f"{where} has {total:,} MACs in all (count x MACs), more than the limit of "
+                         f"{MAX_WORKLOAD_MACS:,} (2**60)")

@@ -50,7 +50,19 @@ process) or, with ``--ray ADDRESS``, as Ray tasks (``local`` starts a local Ray
 instance; ``auto`` or ``ray://host:port`` join a cluster whose Python can import this
 package). Ray is optional and imported only then.
 
-Output: a progress bar (stderr; ``--quiet`` hides it), then a summary (stdout): counts,
+Bounds (one ``error:`` line, exit 2, before anything is written): ``--n`` 1..`MAX_N`
+(2**24 analytical, 2**17 RTL) and no more samples than the free disk holds (about
+`SAMPLE_BYTES` each); ``--seed`` 0..2**32-1 (so every input seed fits 64 bits);
+``--workers`` 1..4 x the CPU count; ``--batch`` 1..`MAX_BATCH`; ``--timeout`` up to a
+day; ``--max-cycles`` 0..10**12; a layer of an RTL collection must fit the largest
+simulation DRAM (256 MB). An option that has no effect in the run is an error: the RTL
+options (``--cache-dir``, ``--timeout``, ``--models``, ``--max-cycles``) with
+``--fidelity analytical``, ``--batch`` with ``--fidelity rtl``, anything with
+``--summary``.
+
+Output: a progress bar (stderr; ``--quiet`` hides it and the notices of long phases:
+the analytical kernel compiling, drawing many Sobol points, a Verilator build, the
+summary of a large dataset, the Parquet export), then a summary (stdout): counts,
 feasible share, the most frequent kinds of infeasibility, min / median / max cycles and
 EDP of the feasible samples, wall time and rate. ``--parquet`` also writes
 DIR/dataset.parquet (`search.dataset.export_parquet`). Bad arguments print one
@@ -104,6 +116,27 @@ FIDELITIES = ("analytical", "rtl")
 MODELS = ("family", "exact")
 DEFAULT_BATCH = 4096
 DEFAULT_MAX_CYCLES = 20_000_000
+#: Most samples of one collection, per fidelity (analytical: about 36 GB and an hour per
+#: core; RTL: weeks of simulation).
+MAX_N = {"analytical": 1 << 24, "rtl": 1 << 17}
+#: Most samples per analytical task and transaction.
+MAX_BATCH = 1 << 16
+#: Largest --seed (input seeds are seed * 2**32 + idx: 64 bits).
+MAX_SEED = 2**32 - 1
+#: Largest --max-cycles.
+MAX_MAX_CYCLES = 10**12
+#: Disk bytes per stored sample, for the free-space check (measured: 2.2 KB a ResNet-50 sample,
+#: 2.8 KB a BERT sample, with the Sobol points).
+SAMPLE_BYTES = 3000
+#: Above this many new Sobol points or stored samples, drawing / summarising them is announced.
+_SAY_ROWS = 1 << 20
+
+
+def max_workers() -> int:
+    """Largest --workers: 4 x the CPU count."""
+    return 4 * max(1, os.cpu_count() or 1)
+
+
 _ROOT = Path(__file__).resolve().parents[1]
 _FEASIBLE = COLUMN_NAMES.index("feasible")
 # Meta entries that must match for a run to continue a collection (n may grow).
@@ -310,13 +343,21 @@ def _rtl(spec: Spec, idx: np.ndarray, dec: dict, row) -> tuple[list[tuple], str 
 POINT_BLOCK = 4096
 
 
-def _ensure_points(store: Store, n: int, seed: int) -> None:
-    """Store the Sobol points 0 .. n - 1 in blocks of POINT_BLOCK (the missing blocks only)."""
+def _ensure_points(store: Store, n: int, seed: int, quiet: bool = True, err=None) -> None:
+    """Store the Sobol points 0 .. n - 1 in blocks of POINT_BLOCK (the missing blocks only;
+    a progress bar when there are many and not ``quiet``)."""
+    from tqdm import tqdm
+
     have = store.point_blocks()
-    for start in range(0, n, POINT_BLOCK):
-        stop = min(start + POINT_BLOCK, n)
-        if have.get(start, 0) < stop - start:
+    todo = [start for start in range(0, n, POINT_BLOCK)
+            if have.get(start, 0) < min(start + POINT_BLOCK, n) - start]
+    bar = tqdm(total=len(todo) * POINT_BLOCK, unit="point", desc="Sobol points", file=err or sys.stderr,
+               disable=quiet or len(todo) * POINT_BLOCK < _SAY_ROWS, dynamic_ncols=True, leave=False)
+    with bar:
+        for start in todo:
+            stop = min(start + POINT_BLOCK, n)
             store.put_points(start, CoDesignSpace.sobol(stop - start, seed=seed, skip=start))
+            bar.update(POINT_BLOCK)
 
 
 def _analytical_tasks(store: Store, pending: np.ndarray, n: int, batch: int) -> Iterator[tuple]:
@@ -560,12 +601,26 @@ def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int =
         raise CollectError(first_line(e)) from None
     hw_base = HardwareConfig()
     if fidelity == "rtl":  # the simulation-only DRAM model holds the largest layer
-        from sim.compiler import dram_mb_for
+        from hw.config import param_spec
+        from sim.compiler import dram_bytes_needed, dram_mb_for
+        top = param_spec("dram_mb").hi
+        need, big = max((dram_bytes_needed(L), L.name) for L in layers)
+        if need > top << 20:
+            raise CollectError(f"layer {big!r} needs {need:,} bytes of simulation DRAM, more than the largest "
+                               f"simulation DRAM ({top} MB): collect it with --fidelity analytical")
         hw_base = dataclasses.replace(hw_base, dram_mb=dram_mb_for(layers, least=hw_base.dram_mb))
     spec = Spec(fidelity=fidelity, layers=tuple(layers),
                 workloads_of=tuple(",".join(e["workloads"]) for e in entries), seed=int(seed),
                 hw_base=hw_base, cache_dir=None if cache_dir is None else str(cache_dir),
                 timeout_s=float(timeout_s), models=models, max_cycles=int(max_cycles))
+    if fidelity == "rtl":   # the Verilator build cache must be writable: now, not after the analysis
+        from hw.cli import check_output_dir
+        from sim.build import default_cache_dir
+        try:
+            check_output_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+                             "--cache-dir" if cache_dir is not None else "the Verilator build cache")
+        except ValueError as e:
+            raise CollectError(first_line(e)) from None
     if ray is not None:
         try:
             import ray as _ray  # noqa: F401  (optional: only with --ray)
@@ -573,6 +628,13 @@ def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int =
             raise CollectError("--ray needs the ray package (pip install 'accelsim[ray]')") from None
 
     out = Path(out)
+    _check_disk(out, n)
+    if parquet:   # checked now: the export comes after the whole collection
+        from hw.cli import check_output_file
+        try:
+            check_output_file(out / PARQUET_NAME, "--parquet")
+        except ValueError as e:
+            raise CollectError(first_line(e)) from None
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -592,17 +654,25 @@ def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int =
         with store:
             if retry_errors:
                 store.delete_errors()
-            _ensure_points(store, n, spec.seed)
+            _ensure_points(store, n, spec.seed, quiet, err)
             done = store.done_indices()
             pending = np.setdiff1d(np.arange(n, dtype=np.int64), done, assume_unique=True)
             evaluated = _run(spec, store, pending, n, workers, ray, batch, quiet, err, len(done))
             store.checkpoint()
             wall = time.perf_counter() - t0
+            if not quiet and n >= _SAY_ROWS:
+                print(f"summarising {n:,} samples...", file=err, flush=True)
             stats = summary(store)
             print(format_summary(stats, wall_s=wall, evaluated=evaluated), file=stream)
             if parquet:
                 path = out / PARQUET_NAME
-                rows = export_parquet(store, path)
+                if not quiet:
+                    print(f"writing {path} ({n:,} rows)...", file=err, flush=True)
+                try:
+                    rows = export_parquet(store, path)
+                except OSError as e:
+                    raise CollectFailure(f"writing {path} failed: {e.strerror or first_line(e)}; the samples are "
+                                         f"stored in {out / DB_NAME}") from None
                 print(f"parquet   {path} ({rows:,} rows)", file=stream)
     finally:
         lock.release()
@@ -614,10 +684,17 @@ def _run(spec, store, pending, n, workers, ray, batch, quiet, err, already) -> i
 
     if spec.fidelity == "analytical":
         tasks = _analytical_tasks(store, pending, n, batch)
-        if len(pending) and ray is None and workers == 1:
+        if len(pending) and ray is None:
             from cost.model import warm_up
-            warm_up()   # the compiled model is loaded before the progress bar starts
+            from hw.cli import ANALYTICAL_COMPILE_NOTICE, slow_notice
+            # the compiled model is loaded (compiled and cached, on a cold cache: then the
+            # workers load it) before the progress bar starts
+            with slow_notice(ANALYTICAL_COMPILE_NOTICE, stream=err, enabled=not quiet):
+                warm_up()
     else:
+        if not quiet and len(pending) >= 10_000:   # about 3,000 samples a second
+            print(f"sorting {len(pending):,} samples into tasks (which mappings fit; about "
+                  f"{len(pending) / 3000:.0f} s)...", file=err, flush=True)
         tasks, dims = _rtl_tasks(spec, store, pending, n) if len(pending) else ([], [])
         if spec.models == "family":
             _build_families(spec, dims, quiet, err)
@@ -652,10 +729,14 @@ def _build_families(spec: Spec, dims: Sequence[int], quiet: bool, err) -> None:
     """Build (or find in the cache) the family model of each array size in ``dims``, here
     and one after another, before the workers start."""
     from sim.build import BuildError, build_lean_model
+    from sim.evaluate import build_notice
 
     for d in dims:
         hw = dataclasses.replace(spec.hw_base, dim=d)
         t0 = time.perf_counter()
+        notice = None if quiet else build_notice(hw, cache_dir=spec.cache_dir, superset=True)
+        if notice:
+            print(notice, file=err, flush=True)
         try:
             model = build_lean_model(hw, cache_dir=spec.cache_dir, capacity_ports=True)
         except BuildError as e:
@@ -678,18 +759,53 @@ def _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s, models=
     dup = sorted({w for w in workloads if workloads.count(w) > 1})
     if dup:
         raise CollectError(f"--workloads lists {', '.join(dup)} more than once")
-    for name, v, lo in (("--n", n, 1), ("--seed", seed, 0), ("--workers", workers, 1), ("--batch", batch, 1)):
+    n_max = MAX_N[fidelity]
+    for name, v, lo, hi, why in (("--n", n, 1, n_max, f" for --fidelity {fidelity}"),
+                                 ("--seed", seed, 0, MAX_SEED, " (2**32 - 1)"),
+                                 ("--workers", workers, 1, max_workers(), " (4 x the CPU count)"),
+                                 ("--batch", batch, 1, MAX_BATCH, "")):
         if v is None and name in ("--workers", "--batch"):
             continue
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise CollectError(f"{name} must be an integer >= {lo}; got {v!r}")
-    if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
-        raise CollectError(f"--timeout must be a positive number of seconds; got {timeout_s!r}")
+        if v > hi:
+            raise CollectError(f"{name} must be an integer >= {lo} and <= {hi:,}{why}; got {v:,}")
+    from hw.cli import TIMEOUT_MAX_S
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= TIMEOUT_MAX_S:
+        raise CollectError(f"--timeout must be a number of seconds > 0 and <= {TIMEOUT_MAX_S:g}; got {timeout_s!r}")
     if models not in MODELS:
         raise CollectError(f"--models must be one of {', '.join(MODELS)}; got {models!r}")
     if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 0:
         raise CollectError(f"--max-cycles must be an integer >= 0 (0: no limit); got {max_cycles!r}")
+    if max_cycles > MAX_MAX_CYCLES:
+        raise CollectError(f"--max-cycles must be an integer >= 0 and <= {MAX_MAX_CYCLES:,} (0: no limit); "
+                           f"got {max_cycles:,}")
     return workloads
+
+
+def _check_disk(out: Path, n: int) -> None:
+    """CollectError when the free disk under ``out`` cannot hold ``n`` samples (minus what
+    its dataset already holds), at about SAMPLE_BYTES each."""
+    import shutil
+
+    base = out.absolute()
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        return  # not a directory: the mkdir below says so
+    from hw.cli import human_bytes
+
+    try:
+        usage = shutil.disk_usage(base)
+        have = (out / DB_NAME).stat().st_size if (out / DB_NAME).is_file() else 0
+    except OSError:
+        return
+    if not usage.total:   # not a disk (/proc, ...): creating the directory fails and says so
+        return
+    need = n * SAMPLE_BYTES - have
+    if need > usage.free:
+        raise CollectError(f"--n {n:,} needs about {human_bytes(need)} in {out} (about {SAMPLE_BYTES:,} bytes a "
+                           f"sample); only {human_bytes(usage.free)} are free there")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -697,29 +813,45 @@ def _parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fidelity", choices=FIDELITIES, help="evaluator: analytical model or RTL simulation")
     p.add_argument("--workloads", help="comma-separated workload names or files, e.g. resnet50,bert,unet,retinanet")
-    p.add_argument("--n", type=int, help="number of samples (a larger --n extends an existing DIR)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the scrambled Sobol sequence (default 0)")
+    p.add_argument("--n", type=int, help=f"number of samples, up to {MAX_N['analytical']:,} (analytical) or "
+                   f"{MAX_N['rtl']:,} (RTL), and what the free disk holds (about {SAMPLE_BYTES:,} bytes each); "
+                   "a larger --n extends an existing DIR")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the scrambled Sobol sequence, 0..2**32-1 (default 0)")
     p.add_argument("--out", type=Path, metavar="DIR", help="dataset directory (DIR/dataset.sqlite)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: the CPU count; 1: no pool)")
+    p.add_argument("--workers", type=int, help="local worker processes, 1..4 x the CPU count (default: the CPU "
+                   "count; 1: no pool)")
     p.add_argument("--ray", metavar="ADDRESS", help="run the tasks on Ray: local, auto or ray://host:port")
-    p.add_argument("--batch", type=int, help=f"samples per analytical task and transaction (default {DEFAULT_BATCH})")
+    p.add_argument("--batch", type=int, help=f"analytical: samples per task and transaction, 1..{MAX_BATCH:,} "
+                   f"(default {DEFAULT_BATCH})")
     p.add_argument("--parquet", action="store_true", help="also write DIR/dataset.parquet at the end")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no notices of long phases")
     p.add_argument("--cache-dir", type=Path, metavar="DIR", help="RTL: Verilator model cache (default $ACCEL_CACHE_DIR "
                    "or ~/.cache/accelsim/builds)")
-    p.add_argument("--timeout", type=float, default=600.0, help="RTL: wall-clock limit per sample in seconds "
-                   "(default 600)")
-    p.add_argument("--models", choices=MODELS, default="family",
+    p.add_argument("--timeout", type=float, default=None, help="RTL: wall-clock limit per sample in seconds, "
+                   "up to 86400 (default 600)")
+    p.add_argument("--models", choices=MODELS, default=None,
                    help="RTL: 'family' (default) simulates every memory size of an array size on one "
                    "Verilator model (cycle-identical, tests/sim/test_superset.py); 'exact' builds one per "
                    "configuration")
-    p.add_argument("--max-cycles", type=int, default=DEFAULT_MAX_CYCLES,
+    p.add_argument("--max-cycles", type=int, default=None,
                    help="RTL: store a fitting sample unsimulated (infeasible, with the estimate) when the "
-                   f"analytical model estimates more cycles than this (default {DEFAULT_MAX_CYCLES:,}; 0: no limit)")
+                   f"analytical model estimates more cycles than this, 0..10**12 (default {DEFAULT_MAX_CYCLES:,}; "
+                   "0: no limit)")
     p.add_argument("--retry-errors", action="store_true", help="evaluate again the samples stored with "
                    "reason 'error: ...'")
     p.add_argument("--summary", type=Path, metavar="DIR", help="print the summary of an existing dataset and exit")
     return p
+
+
+#: Destinations of the options that only an RTL collection reads.
+_RTL_OPTIONS = ("cache_dir", "timeout", "models", "max_cycles")
+
+
+def _given(args) -> list[str]:
+    """The options on the command line besides --summary (as flags)."""
+    return [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+            if k != "summary" and v is not None and v is not False]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -729,8 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {first_line(e)}", file=sys.stderr)
         return 2
     if args.summary is not None:
-        others = [f"--{k.replace('_', '-')}" for k in ("fidelity", "workloads", "n", "out", "workers", "ray", "batch")
-                  if getattr(args, k) is not None]
+        others = _given(args)
         try:
             if others:
                 raise CollectError(f"--summary takes no other option; got {', '.join(others)}")
@@ -744,11 +875,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the following arguments are required: {', '.join(missing)} (or --summary DIR)",
               file=sys.stderr)
         return 2
+    opts = dict(seed=0 if args.seed is None else args.seed,
+                timeout_s=600.0 if args.timeout is None else args.timeout,
+                models=args.models or "family",
+                max_cycles=DEFAULT_MAX_CYCLES if args.max_cycles is None else args.max_cycles)
     try:
-        collect(args.out, fidelity=args.fidelity, workloads=args.workloads, n=args.n, seed=args.seed,
-                workers=args.workers, ray=args.ray, batch=args.batch, parquet=args.parquet, quiet=args.quiet,
-                cache_dir=args.cache_dir, timeout_s=args.timeout, retry_errors=args.retry_errors,
-                models=args.models, max_cycles=args.max_cycles)
+        _check_args(args.fidelity, args.workloads, args.n, opts["seed"], args.workers, args.batch,
+                    opts["timeout_s"], opts["models"], opts["max_cycles"])
+        rtl_only = [f"--{k.replace('_', '-')}" for k in _RTL_OPTIONS if getattr(args, k) is not None]
+        if args.fidelity == "analytical" and rtl_only:
+            raise CollectError(f"{' and '.join(rtl_only)} {'applies' if len(rtl_only) == 1 else 'apply'} to "
+                               "--fidelity rtl only")
+        if args.fidelity == "rtl" and args.batch is not None:
+            raise CollectError("--batch applies to --fidelity analytical only (an RTL task is one sample, or one "
+                               "configuration with --models exact)")
+        collect(args.out, fidelity=args.fidelity, workloads=args.workloads, n=args.n, workers=args.workers,
+                ray=args.ray, batch=args.batch, parquet=args.parquet, quiet=args.quiet, cache_dir=args.cache_dir,
+                retry_errors=args.retry_errors, **opts)
     except CollectError as e:
         print(f"error: {first_line(e)}", file=sys.stderr)
         return 2
@@ -764,5 +907,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # Run the importable module, so that pool and Ray workers unpickle search.collect.*
+    from hw.cli import run_main
     from search.collect import main as _main
-    sys.exit(_main())
+    run_main(_main)

@@ -25,8 +25,10 @@ Keys (the names of `Layer`, with ``pad`` for its ``padding``)
     gemm: {m, k, n}        instead of the conv keys: ``Layer.gemm(name, m, k, n)``;
                            only name and count may accompany it
 
-The meaning of every key and the allowed ranges are `Layer`'s (hw/layer.py); ``h``/``w``
-give the output size with ``p = (h + 2*pad - r) // stride + 1`` as in `Layer.conv`.
+The meaning of every key and the allowed ranges are `Layer`'s (hw/layer.py, with its size
+limits); ``h``/``w`` give the output size with ``p = (h + 2*pad - r) // stride + 1`` as
+in `Layer.conv`. A file holds at most `hw.layer.MAX_WORKLOAD_LAYERS` layers and
+`MAX_FILE_BYTES` (16 MB); it is read with that bound, so a huge file is refused first.
 
 Format: ``.json`` files are read as JSON, anything else (``.yaml``, ``.yml``) as YAML
 (PyYAML, imported only then). Every problem raises `WorkloadError`, a `ValueError`
@@ -48,10 +50,12 @@ import os
 import re
 from pathlib import Path
 
-from hw.layer import Layer, LayerError
+from hw.cli import read_small_text
+from hw.layer import MAX_DIM, MAX_WORKLOAD_LAYERS, Layer, LayerError
 
 __all__ = [
     "FILE_SUFFIXES",
+    "MAX_FILE_BYTES",
     "RECORD_KEYS",
     "WorkloadError",
     "dumps_workload",
@@ -61,6 +65,9 @@ __all__ = [
 ]
 
 FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+#: Largest workload file read (16 MB: about 100,000 layers of one line each).
+MAX_FILE_BYTES = 16 << 20
 
 # What `layer_record` writes, in this order.
 RECORD_KEYS = ("name", "n", "k", "c", "p", "q", "r", "s", "stride", "pad", "groups", "count")
@@ -109,6 +116,8 @@ def _layer_from_record(rec) -> Layer:
             v = g[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise LayerError(f"gemm.{key} must be an integer >= 1; got {v!r}")
+            if v > MAX_DIM:
+                raise LayerError(f"gemm.{key} must be an integer from 1 to {MAX_DIM:,} (2**20); got {v:,}")
         return Layer.gemm(rec["name"], m=g["m"], k=g["k"], n=g["n"], count=rec.get("count", 1))
 
     missing = [key for key in _CONV_REQUIRED if key not in rec]
@@ -214,11 +223,11 @@ def load_workload_file(path: str | os.PathLike) -> list[Layer]:
     """
     where = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = read_small_text(path, MAX_FILE_BYTES)
     except OSError as e:
         raise WorkloadError(f"{where}: cannot read the workload file: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise WorkloadError(f"{where}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except ValueError as e:  # too large, not UTF-8
+        raise WorkloadError(f"{where}: cannot read the workload file: {e}") from None
 
     parse = _parse_json if where.lower().endswith(".json") else _parse_yaml
     data, lines = parse(text, where)
@@ -227,6 +236,9 @@ def load_workload_file(path: str | os.PathLike) -> list[Layer]:
         raise WorkloadError(f"{where}:1: expected a list of layer objects at the top level; got {got}")
     if not data:
         raise WorkloadError(f"{where}:1: the workload has no layers")
+    if len(data) > MAX_WORKLOAD_LAYERS:
+        raise WorkloadError(f"{where}:1: the workload has {len(data):,} layers, more than the limit of "
+                            f"{MAX_WORKLOAD_LAYERS:,}")
 
     layers: list[Layer] = []
     first_line: dict[str, int] = {}

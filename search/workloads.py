@@ -127,8 +127,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from hw.cli import OneLineParser, UsageError, print_error
-from hw.layer import Layer
+from hw.cli import OneLineParser, UsageError, print_error, run_main, slow_notice
+from hw.layer import Layer, LayerError, check_workload
 from search.workload_file import (
     FILE_SUFFIXES,
     WorkloadError,
@@ -141,7 +141,12 @@ from search.workload_file import (
 #: Model files that `get_workload` imports (`search.importers`).
 MODEL_SUFFIXES = (".onnx",)
 
+#: Largest batch of a built-in network: BERT and the Transformer, one GEMM per sample and
+#: head, are about 74,000 layers at 256 (within `hw.layer.MAX_WORKLOAD_LAYERS`).
+MAX_BATCH = 256
+
 __all__ = [
+    "MAX_BATCH",
     "MODEL_SUFFIXES",
     "WORKLOADS",
     "WorkloadError",
@@ -449,29 +454,49 @@ def get_workload(name: str | os.PathLike, batch: int = 1) -> list[Layer]:
     ...`` first), and `name` is read as a workload file when it ends in .json, .yaml or
     .yml or names an existing file. A file's or model's layers carry their own batch
     (``n``), so ``batch`` must stay 1 for it. Raises `WorkloadError` (a ValueError, one
-    line) for an unknown name, a bad file or model, or a bad batch.
+    line) for an unknown name, a bad file or model, a bad batch (1..`MAX_BATCH`), or a
+    workload beyond `hw.layer.check_workload`'s limits (entries, total MACs).
     """
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise WorkloadError(f"batch must be an integer >= 1; got {batch!r}")
+    _check_batch(batch)
     fn = WORKLOADS.get(name) if isinstance(name, str) else None
     if fn is not None:
-        return fn(batch=batch)
-    if isinstance(name, (str, os.PathLike)) and (_is_model_file(name) or _is_workload_file(name)):
+        try:
+            layers = fn(batch=batch)
+        except LayerError as e:   # a size limit of hw.layer
+            raise WorkloadError(f"{name} at batch {batch}: {e}") from None
+        where = f"{name} at batch {batch}"
+    elif isinstance(name, (str, os.PathLike)) and (_is_model_file(name) or _is_workload_file(name)):
         if batch != 1:
             raise WorkloadError(f"{os.fspath(name)}: a workload file or model sets each layer's batch (n); "
                                 f"batch {batch} applies only to the built-in networks")
+        where = os.fspath(name)
         if _is_model_file(name):
             from search.importers import DynamicShapeError, import_onnx  # onnx is imported only for a model
             try:
-                return import_onnx(name).layers
+                layers = import_onnx(name).layers
             except DynamicShapeError as e:  # a workload argument has no input shape: say how to give one
                 raise WorkloadError(f"{e.where}: {e.problem}; write a workload file with its input shape: "
                                     f"python -m search.workloads import {e.where} --input-shape {e.example} "
                                     "--out FILE.yaml") from None
-        return load_workload_file(name)
-    raise WorkloadError(f"unknown workload {name!r}; known: {sorted(WORKLOADS)} "
-                        f"(or a workload file ending in {', '.join(FILE_SUFFIXES)}, "
-                        f"or a model ending in {', '.join(MODEL_SUFFIXES)})")
+        else:
+            layers = load_workload_file(name)
+    else:
+        raise WorkloadError(f"unknown workload {name!r}; known: {sorted(WORKLOADS)} "
+                            f"(or a workload file ending in {', '.join(FILE_SUFFIXES)}, "
+                            f"or a model ending in {', '.join(MODEL_SUFFIXES)})")
+    try:
+        check_workload(layers, where)
+    except LayerError as e:
+        raise WorkloadError(str(e)) from None
+    return layers
+
+
+def _check_batch(batch) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise WorkloadError(f"batch must be an integer >= 1; got {batch!r}")
+    if batch > MAX_BATCH:
+        raise WorkloadError(f"batch must be an integer from 1 to {MAX_BATCH} (the built-in networks' limit); "
+                            f"got {batch}")
 
 
 # ---- CLI ----------------------------------------------------------------------------
@@ -493,7 +518,7 @@ def _parser() -> argparse.ArgumentParser:
                         + "), nothing else")
     p.add_argument("--unique", action="store_true", help="merge equal shapes, summing count")
     p.add_argument("--batch", type=int, default=1, metavar="B",
-                   help="batch size of a built-in network (default 1)")
+                   help=f"batch size of a built-in network, 1..{MAX_BATCH} (default 1)")
     return p
 
 
@@ -563,7 +588,8 @@ def _import_main(argv: list[str]) -> int:
         args = _import_parser().parse_args(argv)
         shapes = None if args.input_shapes is None else [parse_input_shape(s) for s in args.input_shapes]
         out = None if args.out is None else _check_out(args.out)
-        model = import_onnx(args.model, shapes)
+        with slow_notice(f"importing {args.model} (shape inference; a large model takes a while)...", after=5.0):
+            model = import_onnx(args.model, shapes)
         layers = model.layers
         summary = (f"{sum(l.count for l in layers)} layers, {len(layers)} unique, "
                    f"{model.total_macs:,} MACs")
@@ -594,8 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.name is None:
             if args.json or args.unique:
                 raise WorkloadError("--json and --unique need a workload NAME or FILE")
-            if args.batch < 1:
-                raise WorkloadError(f"batch must be an integer >= 1; got {args.batch}")
+            _check_batch(args.batch)
             print(_list_workloads(args.batch))
             return 0
         layers = get_workload(args.name, batch=args.batch)
@@ -610,4 +635,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -100,6 +101,29 @@ def _model(hw: HardwareConfig, harness: str, cache_dir, waves: bool = False, sup
     return build.build_cocotb_model(hw, cache_dir=cache_dir, waves=waves)
 
 
+def build_notice(hw: HardwareConfig, harness: str = "lean", cache_dir=None, waves: bool = False,
+                 superset: bool = False) -> str | None:
+    """The one-line progress message for the Verilator model `_model` would build, or None
+    when the build cache's index already has it (a cheap look-up, no generation)."""
+    from sim import build
+    try:
+        root = Path(cache_dir).expanduser() if cache_dir is not None else build.default_cache_dir()
+        if superset or (harness == "lean" and not waves):
+            cfg = hw.superset() if superset else hw
+            hit = build._read_index(root, build._lean_index_path(root, cfg, superset), cfg, False)
+        else:
+            hit = build._read_index(root, build._index_path(root, hw, waves), hw, waves)
+    except Exception:  # noqa: BLE001  (unsure: say it)
+        hit = None
+    if hit is not None:
+        return None
+    what = ("lean harness, every memory size" if superset else
+            "cocotb harness, with tracing" if waves else f"{harness} harness")
+    took = "about 20-90 s" if superset or (harness == "lean" and not waves) else "about 40-250 s"
+    return (f"building the Verilator model for DIM {hw.dim} ({what}; first time for this configuration or "
+            f"these hw/ sources, {took}; cached in {root})...")
+
+
 def _run(model, case, harness: str, workdir: Path, timeout_s: float):
     if harness == "lean":
         from sim.lean import run_programs_lean
@@ -126,6 +150,10 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
 
     if harness not in HARNESSES:
         raise ValueError(f"harness={harness!r} must be one of {', '.join(HARNESSES)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be a number of seconds > 0; got {timeout_s!r}")
     if superset and (harness != "lean" or waves):
         raise ValueError("superset=True runs on the lean harness only (no cocotb, no waves)")
     fits = mapping.check(hw, layer)
@@ -147,6 +175,8 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
 
     if waves:
         harness = "cocotb"
+    if (notice := build_notice(hw, harness, cache_dir, waves, superset)) is not None:
+        print(notice, file=sys.stderr, flush=True)
     model = _model(hw, harness, cache_dir, waves, superset)
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="accel-eval-"))
     try:
@@ -207,6 +237,8 @@ def evaluate_many(items: Iterable[tuple[HardwareConfig, Mapping, Layer]], *, wor
     harness = kwargs.get("harness", "lean")
     superset = kwargs.get("superset", False)
     for hw in dict.fromkeys(t[0].superset() if superset else t[0] for t in items):
+        if progress and (notice := build_notice(hw, harness, kwargs.get("cache_dir"), superset=superset)):
+            print(notice, file=sys.stderr, flush=True)
         _model(hw, harness, kwargs.get("cache_dir"), superset=superset)
     workers = workers or max(1, (os.cpu_count() or 1))
     results: list[Result | None] = [None] * len(items)
