@@ -59,7 +59,7 @@ __all__ = [
     "add_mapping_argument", "mapping_from_args",
     "add_output_arguments", "output_from_args", "SHIFT_MAX", "conv_options_given",
     "add_rtl_arguments", "rtl_options_from_args", "RTL_ONLY", "SEED_MAX", "TIMEOUT_MAX_S",
-    "check_output_dir", "check_output_file", "read_small_text", "MAX_INPUT_FILE_BYTES",
+    "check_output_dir", "check_output_file", "read_json", "read_small_text", "MAX_INPUT_FILE_BYTES",
     "slow_notice", "ANALYTICAL_COMPILE_NOTICE", "human_bytes", "run_main", "config_fields_given", "summary_text",
 ]
 
@@ -130,6 +130,21 @@ class _Default(str):
     plain string everywhere else."""
 
 
+def read_json(path, what: str, error: type[Exception]):
+    """The JSON value in file ``path`` (at most MAX_INPUT_FILE_BYTES); ``error(f"{what}:
+    ...")`` with one line when it cannot be read or is not JSON."""
+    try:
+        text = read_small_text(path)
+    except OSError as e:
+        raise error(f"{what}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise error(f"{what}: {first_line(e)}") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise error(f"{what}: it is not valid JSON: {first_line(e)}") from None
+
+
 def read_small_text(path, limit: int = MAX_INPUT_FILE_BYTES) -> str:
     """The text of ``path``, read with a bound (``/dev/zero`` is not read forever).
 
@@ -167,16 +182,7 @@ def config_from_args(args: argparse.Namespace) -> HardwareConfig:
     """HardwareConfig from parsed arguments (raises ConfigError on a bad value or file)."""
     base: dict = {}
     if args.from_json is not None:
-        try:
-            text = read_small_text(args.from_json)
-        except OSError as e:
-            raise ConfigError(f"cannot read {args.from_json}: {e.strerror or e}") from None
-        except ValueError as e:
-            raise ConfigError(f"cannot read {args.from_json}: {first_line(e)}") from None
-        try:
-            base = json.loads(text)
-        except ValueError as e:
-            raise ConfigError(f"cannot read {args.from_json}: it is not valid JSON: {first_line(e)}") from None
+        base = read_json(args.from_json, f"cannot read {args.from_json}", ConfigError)
         if not isinstance(base, dict):
             raise ConfigError(f"{args.from_json} does not hold a JSON object")
     for f in dataclasses.fields(HardwareConfig):
@@ -268,16 +274,7 @@ def mapping_from_args(args: argparse.Namespace, hw: HardwareConfig, layer: Layer
     (``cannot read mapping file ...``), or not a Mapping."""
     if args.mapping == "auto":
         return default_mapping(hw, layer)
-    try:
-        text = read_small_text(args.mapping)
-    except OSError as e:
-        raise MappingError(f"cannot read mapping file {args.mapping}: {e.strerror or e}") from None
-    except ValueError as e:
-        raise MappingError(f"cannot read mapping file {args.mapping}: {first_line(e)}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise MappingError(f"cannot read mapping file {args.mapping}: it is not valid JSON: {first_line(e)}") from None
+    data = read_json(args.mapping, f"cannot read mapping file {args.mapping}", MappingError)
     try:
         return Mapping.from_dict(data)
     except MappingError as e:

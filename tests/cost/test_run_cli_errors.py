@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_common import assert_one_line_error
+
 from cost import run as cost_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,11 +22,7 @@ G = ["--gemm", "4", "4", "4"]
 def one_line_error(capsys, argv, message):
     rc = cost_run.main(argv)
     cap = capsys.readouterr()
-    assert rc == 2, (argv, cap.out, cap.err)
-    assert cap.out == ""
-    assert cap.err.startswith("error: ") and cap.err.count("\n") == 1, cap.err
-    assert "Traceback" not in cap.err
-    assert message in cap.err, (message, cap.err)
+    assert_one_line_error(rc, cap.out, cap.err, message, argv)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_common import assert_one_line_error
+
 import hw.generate as gen
 from hw.config import HardwareConfig
 
@@ -26,11 +28,7 @@ def no_generation(monkeypatch):
 def one_line_error(capsys, argv, message):
     rc = gen.main(argv)
     cap = capsys.readouterr()
-    assert rc == 2, (argv, cap.out, cap.err)
-    assert cap.out == ""
-    assert cap.err.startswith("error: ") and cap.err.count("\n") == 1, cap.err
-    assert "Traceback" not in cap.err
-    assert message in cap.err, (message, cap.err)
+    assert_one_line_error(rc, cap.out, cap.err, message, argv)
 
 
 def test_out_dir_problems_are_found_before_generating(capsys, tmp_path, no_generation):

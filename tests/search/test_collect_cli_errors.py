@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_common import assert_one_line_error
+
 from search import collect as col
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,11 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 def one_line_error(capsys, argv, message, out=None):
     rc = col.main(argv)
     cap = capsys.readouterr()
-    assert rc == 2, (argv, cap.out, cap.err)
-    assert cap.out == ""
-    assert cap.err.startswith("error: ") and cap.err.count("\n") == 1, cap.err
-    assert "Traceback" not in cap.err
-    assert message in cap.err, (message, cap.err)
+    assert_one_line_error(rc, cap.out, cap.err, message, argv)
     if out is not None:
         assert not out.exists() or not any(out.iterdir()), "something was written"
 

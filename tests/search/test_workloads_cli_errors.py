@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_common import assert_one_line_error
+
 from hw.layer import MAX_WORKLOAD_LAYERS, MAX_WORKLOAD_MACS, Layer, LayerError, check_workload
 from search.workload_file import MAX_FILE_BYTES, WorkloadError
 from search.workloads import MAX_BATCH, get_workload, main
@@ -21,11 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 def one_line_error(capsys, argv, message):
     rc = main(argv)
     cap = capsys.readouterr()
-    assert rc == 2, (argv, cap.out, cap.err)
-    assert cap.out == ""
-    assert cap.err.startswith("error: ") and cap.err.count("\n") == 1, cap.err
-    assert "Traceback" not in cap.err
-    assert message in cap.err, (message, cap.err)
+    assert_one_line_error(rc, cap.out, cap.err, message, argv)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cli_common import assert_one_line_error
+
 import sim.evaluate
 from hw.config import HardwareConfig, param_spec
 from hw.layer import Layer
@@ -65,11 +67,7 @@ def run(capsys, argv):
 
 def one_line_error(capsys, argv, message):
     rc, out, err = run(capsys, argv)
-    assert rc == 2, (argv, out, err)
-    assert out == ""
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    assert message in err, (message, err)
+    assert_one_line_error(rc, out, err, message, argv)
     return err
 
 
