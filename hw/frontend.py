@@ -25,8 +25,9 @@ I/O ports
 """
 
 from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .controllers import ExecCmd, ExecOp, LoadCmd, StoreCmd, SLOTS, TAG_BITS, LADDR_BITS
@@ -37,8 +38,16 @@ __all__ = ["Frontend", "QUEUE_DEPTH"]
 QUEUE_DEPTH = 8
 RBITS = LADDR_BITS + 1      # range bounds (exclusive upper bound may be 2^24)
 
-Range = data.StructLayout({"v": 1, "acc": 1, "lo": RBITS, "hi": RBITS})
-SlotRanges = data.StructLayout({"r": Range, "w": Range})
+# Scoreboard ranges are kept as two EBITS-wide bounds, (lo, hi) = (acc:lo, acc:hi) with the
+# memory (acc: accumulator, else scratchpad) above the RBITS-wide row bounds, and an
+# absent range as (all ones, 0). Then two ranges overlap iff lo_a < hi_b and lo_b < hi_a:
+# for two present ranges of the same memory that is the row test; ranges of different
+# memories never pass it (the scratchpad one's hi < 2^RBITS <= the other's lo), nor does
+# an absent one (lo = 2^EBITS - 1 is never below a hi, and a hi of 0 never above a lo).
+# The same test as comparing valid bits, memories and rows separately, in two
+# comparisons of narrow values.
+EBITS = RBITS + 1
+ABSENT_LO = (1 << EBITS) - 1
 
 
 def _field(word, name):
@@ -46,8 +55,18 @@ def _field(word, name):
     return word[lo: lo + width]
 
 
+def _enc(m, name, present, acc, lo, hi):
+    """Encoded (lo, hi) of a range of rows lo .. hi-1 (RBITS-wide values) of one memory."""
+    elo, ehi = Signal(EBITS, name=f"{name}_lo"), Signal(EBITS, name=f"{name}_hi")
+    lo_r = Signal(RBITS, name=f"{name}_row_lo")
+    m.d.comb += [lo_r.eq(lo),
+                 elo.eq(Mux(present, Cat(lo_r, acc), ABSENT_LO)),
+                 ehi.eq(Mux(present, Cat(hi, acc), 0))]
+    return elo, ehi
+
+
 def _overlap(a, b):
-    return a.v & b.v & (a.acc == b.acc) & (a.lo < b.hi) & (b.lo < a.hi)
+    return (a[0] < b[1]) & (b[0] < a[1])
 
 
 class Frontend(wiring.Component):
@@ -105,35 +124,61 @@ class Frontend(wiring.Component):
         is_exec = is_pre | is_cp | is_ca
         is_comp = is_cp | is_ca
 
-        # Ranges of the new instruction.
-        xr = Signal(Range)
-        xw = Signal(Range)
+        # Ranges of the new instruction, encoded for the scoreboard (see _enc): the range it
+        # reads (MVOUT, PRELOAD with weights, COMPUTE_*) and the one it writes (MVIN, COMPUTE_*).
         rows = f["rows"]
         laddr = f["laddr"]
         comp_hi = laddr + (rows - 1) * a_stride + 1
         c_written = Mux(rows < c_rows, rows, c_rows)
-        with m.If(is_mvin):
-            m.d.comb += [xw.v.eq(1), xw.acc.eq(f["acc"]), xw.lo.eq(laddr), xw.hi.eq(laddr + rows)]
-        with m.If(is_mvout):
-            m.d.comb += [xr.v.eq(1), xr.acc.eq(f["acc"]), xr.lo.eq(laddr), xr.hi.eq(laddr + rows)]
-        with m.If(is_pre & ~f["b_none"]):
-            m.d.comb += [xr.v.eq(1), xr.acc.eq(0), xr.lo.eq(laddr), xr.hi.eq(laddr + rows)]
-        with m.If(is_comp):
-            m.d.comb += [xr.v.eq(1), xr.acc.eq(0), xr.lo.eq(laddr), xr.hi.eq(comp_hi),
-                         xw.v.eq(1), xw.acc.eq(1), xw.lo.eq(c_addr), xw.hi.eq(c_addr + c_written)]
+        r_hi = Signal(RBITS)
+        w_lo = Signal(RBITS)
+        w_hi = Signal(RBITS)
+        m.d.comb += [r_hi.eq(Mux(is_comp, comp_hi, laddr + rows)),
+                     w_lo.eq(Mux(is_mvin, laddr, c_addr)),
+                     w_hi.eq(Mux(is_mvin, laddr + rows, c_addr + c_written))]
+        xr = _enc(m, "xr", is_mvout | (is_pre & ~f["b_none"]) | is_comp, is_mvout & f["acc"], laddr, r_hi)
+        xw = _enc(m, "xw", is_mvin | is_comp, ~is_mvin | f["acc"], w_lo, w_hi)
 
         # ---- scoreboards ------------------------------------------------------------------
+        # A slot keeps the encoded ranges of its instruction that another unit can hit: a
+        # MVIN's write range, a MVOUT's read range, both ranges of an execute instruction
+        # (a MVIN reads no local memory and a MVOUT writes none). Each bound of each unit
+        # is a small memory with one row per slot, written when the slot is allocated and
+        # read through one combinational port per slot: the same values as a register
+        # per slot, without a next-state update of every slot at every edge. Slot ranges
+        # are only looked at while the slot is valid, so they need no reset.
         units = ("ld", "ex", "st")
         valid = {u: Signal(SLOTS, name=f"{u}_slots") for u in units}
-        ranges = {u: Array(Signal(SlotRanges, name=f"{u}_slot{s}") for s in range(SLOTS)) for u in units}
+        kept = {"ld": ("w",), "ex": ("r", "w"), "st": ("r",)}
+        slot_mems = {}
+        slot_ranges = {u: [{} for _ in range(SLOTS)] for u in units}
+        for u in units:
+            for k in kept[u]:
+                for b, bound in enumerate(("lo", "hi")):
+                    mem = Memory(shape=EBITS, depth=SLOTS, init=[])
+                    m.submodules[f"{u}_{k}_{bound}"] = mem
+                    slot_mems[u, k, b] = mem.write_port()
+                    for s in range(SLOTS):
+                        rp = mem.read_port(domain="comb")
+                        m.d.comb += rp.addr.eq(s)
+                        slot_ranges[u][s].setdefault(k, [None, None])[b] = rp.data
+        # The hazards each unit's slots are checked for. conflict["ex"] only stops a MVIN
+        # (write range xw; hazards with an execute read or write: WAR, WAW) or a MVOUT (read
+        # range xr, absent xw; hazard with an execute write: RAW), so its write ranges are
+        # checked against one probe, xw for a MVIN and xr otherwise. conflict["ld"] stops a
+        # MVOUT or an execute instruction (RAW through xr, WAW through xw) and
+        # conflict["st"] a MVIN or an execute instruction (WAR through xw).
+        probe = tuple(Signal(EBITS, name=f"probe_{b}") for b in ("lo", "hi"))
+        m.d.comb += [probe[0].eq(Mux(is_mvin, xw[0], xr[0])), probe[1].eq(Mux(is_mvin, xw[1], xr[1]))]
+        checks = {"ld": (("w", xw), ("w", xr)), "ex": (("r", xw), ("w", probe)), "st": (("r", xw),)}
         conflict = {}
         free_slot = {}
         has_free = {}
         for u in units:
             hits = []
             for s in range(SLOTS):
-                y = ranges[u][s]
-                hits.append(valid[u][s] & (_overlap(xw, y.r) | _overlap(xw, y.w) | _overlap(xr, y.w)))
+                y = slot_ranges[u][s]
+                hits.append(valid[u][s] & Cat(*[_overlap(x, y[k]) for k, x in checks[u]]).any())
             conflict[u] = Cat(*hits).any()
             fs = Signal(TAG_BITS, name=f"{u}_free")
             for s in reversed(range(SLOTS)):
@@ -188,14 +233,15 @@ class Frontend(wiring.Component):
         ]
 
         # Slot bookkeeping: allocate on dispatch, free on completion.
-        entry = Signal(SlotRanges)
-        m.d.comb += [entry.r.eq(xr), entry.w.eq(xw)]
+        entry = {"r": xr, "w": xw}
         for u, takes in (("ld", is_mvin), ("st", is_mvout), ("ex", needs_ex_slot)):
             alloc = Signal(SLOTS, name=f"{u}_alloc")
             m.d.comb += alloc.eq(Mux(go & takes, 1 << free_slot[u], 0))
             m.d.sync += valid[u].eq((valid[u] | alloc) & ~getattr(self, f"{u}_done"))
-            with m.If(go & takes):
-                m.d.sync += ranges[u][free_slot[u]].eq(entry)
+            for k in kept[u]:
+                for b in range(2):
+                    wp = slot_mems[u, k, b]
+                    m.d.comb += [wp.addr.eq(free_slot[u]), wp.data.eq(entry[k][b]), wp.en.eq(go & takes)]
 
         # Configuration and PRELOAD bookkeeping.
         with m.If(go & is_cfg):

@@ -423,13 +423,52 @@ def run_cocotb_test(
 # The same RTL built without cocotb's --vpi/--public-flat-rw, with the C++ main of
 # sim/harness/ (see sim/lean.py for the runner). Cached like the cocotb models, under
 # <cache>/lean_d16_sp256_acc64-<key16>/ (executable LEAN_EXE) with its own index entries.
+# The Verilog is that of the cocotb build passed through lean_verilog: simulation-only
+# modules with cheaper equivalents, and a top that registers rst and start.
 
 #: Bump when the lean build procedure changes in a way the key does not capture.
-LEAN_BUILD_VERSION = "accelsim-lean-1"
+#: 2: lean_verilog (DPI-C program host, lean sim_mem, registered rst/start) and the
+#:    harness's cheaper clock edges.
+LEAN_BUILD_VERSION = "accelsim-lean-2"
 
-#: The harness sources (copied into each lean build directory).
+#: The harness sources (copied into each lean build directory; the .cpp files are compiled,
+#: the .v files replace modules, see LEAN_SIM_MODULES).
 HARNESS_DIR = REPO_ROOT / "sim" / "harness"
-HARNESS_SUFFIXES = (".cpp", ".h")
+HARNESS_SUFFIXES = (".cpp", ".h", ".v")
+
+#: Simulation-only modules that lean builds replace (module name -> file in HARNESS_DIR),
+#: each with the same ports and the same behaviour at every edge:
+#: sim_host (hw/verilog/sim_host.v): the program read through DPI-C calls into the harness
+#: instead of one `$fscanf` per instruction; sim_mem (hw/verilog/sim_mem.v): one
+#: non-blocking write per masked write instead of one per byte, no zeroing loop.
+LEAN_SIM_MODULES: Mapping[str, Path] = {"sim_host": HARNESS_DIR / "sim_host_dpi.v",
+                                        "sim_mem": HARNESS_DIR / "sim_mem_lean.v"}
+
+#: Inputs that lean builds register at the top (see :func:`lean_verilog`): the harness sets
+#: each one a cycle ahead, so the design sees the cocotb sequence edge for edge, and
+#: Verilator no longer re-evaluates the logic they feed (the reset and start branches of
+#: nearly every register) at each of the harness's evaluations.
+LEAN_REGISTERED_INPUTS = ("rst", "start")
+
+#: Inputs that lean builds latch at the top when ``dram_load`` is high (see :func:`lean_verilog`):
+#: the bank sizes of a model with capacity ports (``hw.top.CAPACITY_PORTS``). The harness sets
+#: them before the ``dram_load`` edge that begins each case, when the core is idle (after a
+#: HALT or a reset), so the core sees them from the next edge on, before it can use them;
+#: Verilator then no longer re-evaluates the bank decoding they feed at each evaluation.
+#: (After an illegal-instruction fault, units may still finish earlier instructions, which
+#: then see the previous case's bank sizes for that one edge.)
+LEAN_LOAD_LATCHED_INPUTS = ("sp_bank_rows", "acc_bank_rows")
+
+#: Name of the accelerator module inside the registering wrapper of a lean build.
+LEAN_CORE_MODULE = "accel_core"
+
+_TOP_MODULE = re.compile(r"^module top\((?P<ports>[^;]*)\);\n(?P<body>.*?)^endmodule\b", re.S | re.M)
+_PORT_DECL = re.compile(r"^\s*(input|output|inout)\s+(?:(\[[^\]]+\])\s*)?(\w+)\s*;", re.M)
+
+
+def _module_re(name: str) -> re.Pattern:
+    return re.compile(rf"^module {name}\b.*?^endmodule\b[^\n]*\n?", re.S | re.M)
+
 
 #: Name of the lean executable inside the build directory.
 LEAN_EXE = "accel_lean"
@@ -455,6 +494,67 @@ LEAN_REQUIRED_PORTS = ("clk", "rst", "start", "done", "fault", "dram_load", "dra
 _VL_PORT = re.compile(r"\bVL_(IN|OUT|INOUT)\w*\(\s*&(\w+)\s*,")
 
 
+def lean_verilog(verilog: str) -> str:
+    """The Verilog a lean build compiles, from that of ``hw.top.generate_verilog``.
+
+    * The simulation-only modules ``sim_host`` and ``sim_mem`` are replaced by the files
+      of :data:`LEAN_SIM_MODULES` (program read through DPI-C, cheaper masked writes; the
+      same behaviour at every edge); text without them is left as it is.
+    * Module ``top`` becomes :data:`LEAN_CORE_MODULE`, inside a new ``top`` with the same
+      ports that registers the :data:`LEAN_REGISTERED_INPUTS` (``rst`` starts high): the
+      core sees each of them one edge after the harness sets it, and the harness sets them
+      one cycle ahead (sim/harness/main.cpp). Those of :data:`LEAN_LOAD_LATCHED_INPUTS`
+      that the top has are latched at ``dram_load`` edges (the first edge of every case;
+      the core is idle then and sees the new values from the next edge on).
+
+    Raises :class:`BuildError` if there is no module ``top`` with those inputs, or a
+    module of :data:`LEAN_SIM_MODULES` is defined more than once."""
+    for name, path in LEAN_SIM_MODULES.items():
+        pattern = _module_re(name)
+        found = pattern.findall(verilog)
+        if len(found) > 1:
+            raise BuildError(f"the Verilog defines {len(found)} {name} modules; expected one")
+        if found:
+            text = path.read_text()
+            verilog = pattern.sub(lambda _: text if text.endswith("\n") else text + "\n", verilog)
+    tops = list(_TOP_MODULE.finditer(verilog))
+    if len(tops) != 1:
+        raise BuildError(f"the Verilog defines {len(tops)} modules named top; expected one")
+    top = tops[0]
+    ports = [p.strip() for p in top["ports"].split(",")]
+    decls = {name: (kind, width or "") for kind, width, name in _PORT_DECL.findall(top["body"])}
+    if sorted(decls) != sorted(ports):
+        raise BuildError("cannot read the port declarations of module top")
+    for name in LEAN_REGISTERED_INPUTS:
+        if decls.get(name, ("",))[0] != "input" or decls[name][1]:
+            raise BuildError(f"module top has no one-bit input {name!r} for the lean harness to register")
+    if any(kind == "inout" for kind, _ in decls.values()):
+        raise BuildError("module top has inout ports; the lean wrapper supports inputs and outputs only")
+    lines = [f"// Lean-build wrapper (sim/build.py, lean_verilog): the inputs {', '.join(LEAN_REGISTERED_INPUTS)}",
+             "// reach the core one clock edge after the harness sets them; bank sizes are latched at dram_load.",
+             f"module top({', '.join(ports)});"]
+    lines += [f"  {kind} {width + ' ' if width else ''}{name};" for name, (kind, width) in decls.items()]
+    latched = [name for name in LEAN_LOAD_LATCHED_INPUTS if decls.get(name, ("",))[0] == "input"]
+    if latched and decls.get("dram_load") != ("input", ""):
+        raise BuildError("module top has no one-bit input 'dram_load' to latch its bank sizes with")
+    for name in LEAN_REGISTERED_INPUTS:
+        lines.append(f"  reg {name}_q = 1'b{1 if name == 'rst' else 0};")
+    for name in latched:
+        width = decls[name][1]
+        lines.append(f"  reg {width + ' ' if width else ''}{name}_q = 0;")
+    lines.append("  always @(posedge clk) begin")
+    lines += [f"    {name}_q <= {name};" for name in LEAN_REGISTERED_INPUTS]
+    lines += [f"    if (dram_load) {name}_q <= {name};" for name in latched]
+    lines.append("  end")
+    wrapped = set(LEAN_REGISTERED_INPUTS) | set(latched)
+    conns = [f".{name}({name + '_q' if name in wrapped else name})" for name in ports]
+    lines.append(f"  {LEAN_CORE_MODULE} core ({', '.join(conns)});")
+    lines.append("endmodule")
+    start = top.start()
+    core = verilog[start:].replace("module top(", f"module {LEAN_CORE_MODULE}(", 1)
+    return verilog[:start] + core + "\n" + "\n".join(lines) + "\n"
+
+
 def harness_fingerprint() -> str:
     """sha256 over the harness sources in :data:`HARNESS_DIR`."""
     h = hashlib.sha256()
@@ -472,7 +572,9 @@ def _lean_counters() -> tuple[str, ...]:
 
 def _lean_settings() -> str:
     return json.dumps([LEAN_BUILD_VERSION, BUILD_ARGS, LEAN_VERILATOR_ARGS, dict(LEAN_MAKE_VARS),
-                       harness_fingerprint(), _lean_counters()])
+                       harness_fingerprint(), _lean_counters(), LEAN_REGISTERED_INPUTS, LEAN_LOAD_LATCHED_INPUTS,
+                       LEAN_CORE_MODULE,
+                       {name: path.name for name, path in LEAN_SIM_MODULES.items()}])
 
 
 def lean_cache_key(cfg: HardwareConfig, verilog: str) -> str:
@@ -542,6 +644,7 @@ def build_lean_model(
                 verilog = None
     if verilog is None:
         verilog = (generate or _default_generate)(cfg)
+    verilog = lean_verilog(verilog)
     key = lean_cache_key(cfg, verilog)
     name = lean_model_dir_name(cfg, key, capacity_ports=capacity_ports)
     build_dir = (root / name).resolve()
@@ -572,20 +675,45 @@ def _lean_index_path(root: Path, cfg: HardwareConfig, capacity_ports: bool = Fal
     return root / "index" / f"lean-{h.hexdigest()[:32]}.json"
 
 
-def lean_ports_header(vtop_h: str, counters: Sequence[str]) -> str:
-    """Text of :data:`LEAN_PORTS_HEADER` from the Verilated ``Vtop.h`` and the counter names.
+def lean_ports_header(vtop_h: str, counters: Sequence[str], *, registered: Sequence[str] = (),
+                      posedge_only: bool = False) -> str:
+    """Text of :data:`LEAN_PORTS_HEADER` from the Verilated ``Vtop.h`` and the counter names;
+    ``registered``: the inputs the top registers (:func:`lean_verilog`), as
+    ``ACCEL_REGISTERED_<PORT>`` for the harness; ``posedge_only``: the model's only trigger
+    is the rising edge of clk (:func:`posedge_clk_only`), as ``ACCEL_POSEDGE_ONLY``.
 
     Raises :class:`BuildError` if a required port or a counter is missing."""
     ports = {name: kind for kind, name in _VL_PORT.findall(vtop_h)}
-    missing = [p for p in (*LEAN_REQUIRED_PORTS, *counters) if p not in ports]
+    missing = [p for p in (*LEAN_REQUIRED_PORTS, *counters, *registered) if p not in ports]
     if missing:
         raise BuildError(f"the Verilated top lacks ports the lean harness needs: {', '.join(missing)}")
     lines = ["// Generated by sim/build.py (lean_ports_header); do not edit.", "#pragma once", ""]
     lines += [f"#define ACCEL_HAS_{name.upper()} 1" for name in sorted(ports)]
+    lines += [f"#define ACCEL_REGISTERED_{name.upper()} 1" for name in registered]
+    if posedge_only:
+        lines.append("#define ACCEL_POSEDGE_ONLY 1")
     lines += ["", "#define ACCEL_COUNTERS(X) \\"]
     lines += [f"    X({c}) \\" for c in counters]
     lines += ["", f"#define ACCEL_N_COUNTERS {len(counters)}", ""]
     return "\n".join(lines)
+
+
+_ACT_TRIGGERS = re.compile(
+    r"void Vtop___024root___eval_triggers_vec__act\(Vtop___024root\* vlSelf\) \{.*?// Body\n(.*?)\n\}", re.S)
+#: The body of the trigger function of a model triggered by the rising edge of clk alone
+#: (Verilator 5.48, whitespace removed).
+_POSEDGE_CLK_TRIGGER = ("vlSelfRef.__VactTriggered[0U]=(QData)((IData)(((IData)(vlSelfRef.clk)&"
+                        "(~(IData)(vlSelfRef.__Vtrigprevexpr___TOP__clk__0)))));"
+                        "vlSelfRef.__Vtrigprevexpr___TOP__clk__0=vlSelfRef.clk;")
+
+
+def posedge_clk_only(build_dir: Path) -> bool:
+    """Whether the Verilated model in ``build_dir`` has no trigger but the rising edge of
+    clk (then the harness need not evaluate falling edges; see sim/harness/main.cpp).
+    False whenever the generated trigger code is not exactly the expected one."""
+    bodies = [m.group(1) for path in sorted(build_dir.glob("Vtop___024root*.cpp"))
+              for m in _ACT_TRIGGERS.finditer(path.read_text())]
+    return len(bodies) == 1 and re.sub(r"\s+", "", bodies[0]) == _POSEDGE_CLK_TRIGGER
 
 
 def _run_lean_build(build_dir: Path, verilog_path: Path, *,
@@ -616,8 +744,11 @@ def _run_lean_build(build_dir: Path, verilog_path: Path, *,
             out.write(" ".join(cmd) + "\n")
             out.flush()
             if i == 1:
+                wrapped = f"module {LEAN_CORE_MODULE}(" in verilog_path.read_text()
                 (build_dir / LEAN_PORTS_HEADER).write_text(
-                    lean_ports_header((build_dir / "Vtop.h").read_text(), _lean_counters()))
+                    lean_ports_header((build_dir / "Vtop.h").read_text(), _lean_counters(),
+                                      registered=LEAN_REGISTERED_INPUTS if wrapped else (),
+                                      posedge_only=posedge_clk_only(build_dir)))
             rc = subprocess.run(cmd, cwd=build_dir, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
             if rc != 0:
                 out.flush()
@@ -629,5 +760,5 @@ def _run_lean_build(build_dir: Path, verilog_path: Path, *,
     return time.perf_counter() - start
 
 
-__all__ += ["LEAN_EXE", "harness_fingerprint", "lean_cache_key", "lean_model_dir_name", "lean_executable",
-            "lean_ports_header", "build_lean_model"]
+__all__ += ["LEAN_EXE", "harness_fingerprint", "lean_verilog", "lean_cache_key", "lean_model_dir_name",
+            "lean_executable", "lean_ports_header", "posedge_clk_only", "build_lean_model"]

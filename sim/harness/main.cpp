@@ -24,7 +24,14 @@
 //
 // The generated header accel_lean_ports.h (written by sim/build.py from the ports of
 // the Verilated model and hw.top.COUNTERS) defines ACCEL_COUNTERS(X) and
-// ACCEL_HAS_<PORT> for optional ports such as imem_load.
+// ACCEL_HAS_<PORT> for optional ports such as imem_load, ACCEL_REGISTERED_<PORT> for the
+// inputs the lean top registers (rst, start: the harness sets them a cycle ahead) and
+// ACCEL_POSEDGE_ONLY when the model's only trigger is the rising edge of clk.
+//
+// Lean builds (sim/build.py, lean_verilog) differ from the cocotb build only in ways that
+// keep every edge the same: the program is read through DPI-C (accel_host_open/next,
+// below) instead of `$fscanf`, the DRAM backdoor memory writes whole words, and the top
+// registers rst and start (and latches the bank sizes of a capacity-ports model).
 
 #include <cerrno>
 #include <chrono>
@@ -40,25 +47,74 @@
 #include <vector>
 
 #include "Vtop.h"
+#include "Vtop___024root.h"
 #include "verilated.h"
 
 #include "accel_lean_ports.h"
+
+// Lean builds replace the `$fscanf` host (hw/verilog/sim_host.v) with sim_host_dpi.v, which
+// reads the program through the two DPI-C functions below; Verilator then generates
+// Vtop__Dpi.h. (A model without that module has no DPI imports and no such header.)
+#if __has_include("Vtop__Dpi.h")
+#include "Vtop__Dpi.h"
+#define ACCEL_HOST_DPI 1
+#else
+#define ACCEL_HOST_DPI 0
+#endif
 
 #ifndef ACCEL_HAS_IMEM_LOAD
 #define ACCEL_HAS_IMEM_LOAD 0
 #endif
 // Models built with capacity ports (hw.top.Top(capacity_ports=True)) take the bank sizes
-// of the configuration being simulated from case.json ("sp_bank_rows", "acc_bank_rows").
+// of the configuration being simulated from case.json ("sp_bank_rows", "acc_bank_rows");
+// the lean top latches them at the dram_load edge that begins each case (sim/build.py).
 #ifndef ACCEL_HAS_SP_BANK_ROWS
 #define ACCEL_HAS_SP_BANK_ROWS 0
 #endif
 #ifndef ACCEL_HAS_ACC_BANK_ROWS
 #define ACCEL_HAS_ACC_BANK_ROWS 0
 #endif
+// Lean builds wrap the accelerator in a top that registers rst and start (sim/build.py,
+// lean_verilog; rst_q starts high): the core sees each one edge after it is set here, so
+// the harness sets them one cycle ahead of the sequence of sim/program_tb.py.
+#if defined(ACCEL_REGISTERED_RST) != defined(ACCEL_REGISTERED_START)
+#error "rst and start must both be registered, or neither"
+#endif
+#ifdef ACCEL_REGISTERED_RST
+#define ACCEL_REGISTERED_INPUTS 1
+#else
+#define ACCEL_REGISTERED_INPUTS 0
+#endif
+
+// Verilator's evaluation of the model's root (Verilator 5: Vtop::eval_step() calls it
+// between per-call housekeeping, deferred deletes of class objects and the hand-over of
+// messages queued by other threads, which a single-threaded model without classes does not
+// need). Declared weak: if a Verilator version does not define it, the harness calls eval().
+void Vtop___024root___eval(Vtop___024root* vlSelf) __attribute__((weak));
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// In a model whose only trigger is the rising edge of clk (ACCEL_POSEDGE_ONLY: sim/build.py
+// checks Verilator's trigger code), evaluating the falling edge changes nothing but the
+// value of clk that the next evaluation compares clk with to detect a rising edge,
+// `__Vtrigprevexpr___TOP__clk__0`. The harness then sets that value to 0 instead of
+// evaluating the falling edge; otherwise (other triggers, another Verilator) it evaluates
+// the edge as usual.
+#ifndef ACCEL_POSEDGE_ONLY
+#define ACCEL_POSEDGE_ONLY 0
+#endif
+template <typename Root>
+auto clear_clk_trigger(Root* root, int) -> decltype(root->__Vtrigprevexpr___TOP__clk__0 = 0, bool()) {
+    if (!ACCEL_POSEDGE_ONLY) return false;
+    root->__Vtrigprevexpr___TOP__clk__0 = 0;
+    return true;
+}
+template <typename Root>
+bool clear_clk_trigger(Root*, long) {
+    return false;
+}
 
 [[noreturn]] void die(const std::string& msg) {
     std::fprintf(stderr, "accel_lean: %s\n", msg.c_str());
@@ -127,12 +183,15 @@ struct Harness {
     // edge; writes made then are inertial and applied after the evaluation, so they
     // are sampled by the next edge. Hence `await ClockCycles(1); sig = v` is
     // `tick(); sig = v` here, and `await ClockCycles(1); read` is `read; tick()`.
+    //
+    // The model was evaluated once (initialisation) before the first tick.
     inline void tick() {
         top->clk = 1;
-        top->eval();
+        if (Vtop___024root___eval) Vtop___024root___eval(top->rootp);
+        else top->eval();
         ctx->timeInc(5);
         top->clk = 0;
-        top->eval();
+        if (!clear_clk_trigger(top->rootp, 0)) top->eval();
         ctx->timeInc(5);
     }
 
@@ -140,12 +199,21 @@ struct Harness {
         for (int i = 0; i < n; ++i) tick();
     }
 
-    // sim/program_tb.py _reset: rst high for 3 rising edges, then one more edge.
+    // sim/program_tb.py _reset: rst high for 3 rising edges, then one more edge. With
+    // registered inputs the core's rst is the value set here one edge earlier: it must
+    // already be high at the first edge (the wrapper's initial value, or rst set before the
+    // edge preceding the call), stays high for two more edges and is low from the fourth.
     void reset() {
         top->rst = 1;
+#if ACCEL_REGISTERED_INPUTS
+        ticks(2);
+        top->rst = 0;
+        ticks(2);
+#else
         ticks(3);
         top->rst = 0;
         ticks(1);
+#endif
     }
 };
 
@@ -155,7 +223,104 @@ struct Outcome {
     uint64_t cycles_run = 0;
 };
 
+// The program of sim_host_dpi.v: 128-bit words as four 32-bit limbs, least significant first.
+struct HostProgram {
+    std::vector<uint32_t> limbs;   // 4 per word
+    size_t next = 0;               // index of the next word to hand out
+};
+HostProgram g_host;
+
+// Hex digit values as `$fscanf("%h")` reads them (x, z and ? count as 0 in a 2-state
+// model; '_' is a separator): 0..15, kSep for '_', kNotHex for anything else.
+constexpr int8_t kSep = -2, kNotHex = -1;
+struct HexTable {
+    int8_t v[256];
+    constexpr HexTable() : v() {
+        for (int c = 0; c < 256; ++c) v[c] = kNotHex;
+        for (int c = '0'; c <= '9'; ++c) v[c] = static_cast<int8_t>(c - '0');
+        for (int c = 'a'; c <= 'f'; ++c) v[c] = static_cast<int8_t>(c - 'a' + 10);
+        for (int c = 'A'; c <= 'F'; ++c) v[c] = static_cast<int8_t>(c - 'A' + 10);
+        for (char c : {'x', 'X', 'z', 'Z', '?'}) v[static_cast<unsigned char>(c)] = 0;
+        v[static_cast<unsigned char>('_')] = kSep;
+    }
+};
+constexpr HexTable kHex;
+
+inline bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
 }  // namespace
+
+#if ACCEL_HOST_DPI
+// sim_host_dpi.v, on start: read the whole program file, as the `$fopen` + repeated
+// `$fscanf(fd, "%h\n", word)` of hw/verilog/sim_host.v would: whitespace-separated hex
+// words (the low 128 bits of longer ones) up to the first text that is not hex. 0 if the
+// file cannot be opened (then no words), else 1.
+extern "C" int accel_host_open(const char* path) {
+    g_host.limbs.clear();
+    g_host.next = 0;
+    std::FILE* f = std::fopen(path, "rb");
+    if (!f) return 0;
+    std::string text;
+    char buf[1 << 16];
+    size_t got;
+    while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, got);
+    std::fclose(f);
+    g_host.limbs.reserve(text.size() / 33 * 4 + 4);
+    const char* p = text.data();
+    const char* end = p + text.size();
+    while (true) {
+        while (p < end && is_space(*p)) ++p;
+        if (p >= end) break;
+        if (end - p >= 32 && (end - p == 32 || is_space(p[32]))) {  // the usual line: 32 digits
+            uint64_t hi = 0, lo = 0;
+            int bad = 0;
+            for (int i = 0; i < 16; ++i) {
+                const int v = kHex.v[static_cast<unsigned char>(p[i])];
+                bad |= v;
+                hi = (hi << 4) | static_cast<uint64_t>(v & 15);
+            }
+            for (int i = 16; i < 32; ++i) {
+                const int v = kHex.v[static_cast<unsigned char>(p[i])];
+                bad |= v;
+                lo = (lo << 4) | static_cast<uint64_t>(v & 15);
+            }
+            if (bad >= 0) {
+                const uint32_t limbs[4] = {static_cast<uint32_t>(lo), static_cast<uint32_t>(lo >> 32),
+                                           static_cast<uint32_t>(hi), static_cast<uint32_t>(hi >> 32)};
+                g_host.limbs.insert(g_host.limbs.end(), limbs, limbs + 4);
+                p += 32;
+                continue;
+            }
+        }
+        unsigned __int128 w = 0;  // the low 128 bits of the word, as `$fscanf` keeps them
+        bool any = false;
+        for (; p < end; ++p) {
+            const int v = kHex.v[static_cast<unsigned char>(*p)];
+            if (v < 0) {
+                if (v == kNotHex) break;
+                continue;
+            }
+            w = (w << 4) | static_cast<unsigned>(v);
+            any = true;
+        }
+        if (!any) break;  // not hex: `$fscanf` matches nothing from here on
+        for (int i = 0; i < 4; ++i) g_host.limbs.push_back(static_cast<uint32_t>(w >> (32 * i)));
+    }
+    return 1;
+}
+
+// sim_host_dpi.v, on start and on each accepted word: 1 and the next word, or 0 after the last.
+extern "C" int accel_host_next(svBitVecVal* word) {
+    if (g_host.next * 4 >= g_host.limbs.size()) return 0;
+    const uint32_t* w = &g_host.limbs[g_host.next * 4];
+    word[0] = w[0];
+    word[1] = w[1];
+    word[2] = w[2];
+    word[3] = w[3];
+    ++g_host.next;
+    return 1;
+}
+#endif
 
 int main(int argc, char** argv) {
     std::string work = ".";
@@ -211,7 +376,7 @@ int main(int argc, char** argv) {
 
     // sim/program_tb.py: clock low, all inputs 0, then reset.
     top->clk = 0;
-    top->rst = 0;
+    top->rst = ACCEL_REGISTERED_INPUTS;
     top->start = 0;
 #if ACCEL_HAS_IMEM_LOAD
     top->imem_load = 0;
@@ -247,12 +412,13 @@ int main(int argc, char** argv) {
         top->imem_load = 0;
 #endif
         top->dram_load = 0;
+        top->start = ACCEL_REGISTERED_INPUTS;  // registered: the core sees it at the edge after this one
         h.tick();
 
         Outcome out;
         const auto t0 = Clock::now();
         const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(max_seconds));
-        top->start = 1;
+        top->start = !ACCEL_REGISTERED_INPUTS;
         h.tick();
         top->start = 0;
         // cocotb: with_timeout(RisingEdge(done), max_cycles * period) starting right
@@ -300,6 +466,7 @@ int main(int argc, char** argv) {
         top->dram_dump = 1;
         h.tick();
         top->dram_dump = 0;
+        if (ACCEL_REGISTERED_INPUTS && out.timed_out) top->rst = 1;  // the core's rst at the next edge (reset below)
         h.tick();
         copy_file(dram_out_path, dir + "/dram_out.hex");
         write_file_atomic(dir + "/result.json", res.str());

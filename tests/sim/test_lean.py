@@ -208,3 +208,57 @@ def test_ports_header_rejects_missing_ports():
         lean_ports_header(VTOP_H, ["cycles", "instructions"])
     with pytest.raises(BuildError, match="dram_load"):
         lean_ports_header(VTOP_H.replace("dram_load", "x"), ["cycles"])
+
+
+# ---- program files: the lean build's DPI-C host reads what the cocotb build's `$fscanf` reads ----
+
+def _program_file_variants(lines: list[str]) -> dict[str, str]:
+    """imem.hex texts for the same program words, and two that end the program early: at
+    text that is not hex, and at a word with a bad digit ("12g4": `$fscanf` reads 0x12,
+    then stops)."""
+    upper = "\r\n".join(("  " if i % 3 == 0 else "") + ln.upper() + ("\t" if i % 5 == 0 else "")
+                        for i, ln in enumerate(lines)) + "\r\n\r\n"
+    short = "\n".join(ln.lstrip("0") or "0" for ln in lines) + "\n"
+    blank = "\n\n".join(lines) + "\n   \n"
+    long_ = "\n".join("0000" + ln if i % 2 else ln for i, ln in enumerate(lines)) + "\n"
+    k = max(1, len(lines) // 2)
+    return {"upper_crlf_spaces": upper, "no_leading_zeros": short, "blank_lines": blank,
+            "more_than_32_digits": long_,
+            "stops_at_text": "\n".join(lines[:k]) + "\nstop here\n" + "\n".join(lines[k:]) + "\n",
+            "stops_at_bad_digit": "\n".join(lines[:k]) + "\n12g4\n" + "\n".join(lines[k:]) + "\n"}
+
+
+def test_lean_and_cocotb_read_program_files_alike(build_model, build_lean, tmp_path):
+    """Whitespace, case, leading zeros, words longer than 32 digits and text that is not
+    hex in imem.hex: both harnesses see the same instructions (a program cut short waits
+    for more and hits the watchdog in both)."""
+    from sim.build import lean_executable, run_cocotb_test
+    from sim.rtl_run import read_outcomes, write_cases
+
+    cfg = CONFIGS[4]
+    gp, good = gemm_case(cfg, np.random.default_rng(8), 10, 8, 6)
+    variants = _program_file_variants([f"{w:032x}" for w in good.words])
+    cases = [ProgramCase(name, good.words, good.image, good.dump_lo, good.dump_hi, 20_000) for name in variants]
+    outs = {}
+    for harness in ("cocotb", "lean"):
+        root = (tmp_path / harness).resolve()
+        work = root / "work"
+        work.mkdir(parents=True)
+        dirs = write_cases(cases, root)
+        for d, text in zip(dirs, variants.values()):
+            (d / "imem.hex").write_text(text, newline="")
+        if harness == "cocotb":
+            run_cocotb_test(build_model(cfg), "sim.program_tb",
+                            env={"ACCEL_CASES": str(root / "cases.txt"), "ACCEL_WORK": str(work)},
+                            plusargs=[f"+IMEM_IN={work / 'imem.hex'}", f"+DRAM_IN={work / 'dram_in.hex'}",
+                                      f"+DRAM_OUT={work / 'dram_out.hex'}"], test_dir=root, timeout_s=600)
+        else:
+            r = subprocess.run([str(lean_executable(build_lean(cfg))), "--work", str(work),
+                                "--cases", str(root / "cases.txt")], capture_output=True, text=True, timeout=600)
+            assert r.returncode == 0, r.stderr
+        outs[harness] = read_outcomes(cases, dirs)
+    assert_same(outs["cocotb"], outs["lean"])
+    by_name = dict(zip(variants, outs["lean"]))
+    for name in ("upper_crlf_spaces", "no_leading_zeros", "blank_lines", "more_than_32_digits"):
+        assert by_name[name].ok and (gp.read_c(by_name[name].image) == gp.reference()).all(), name
+    assert by_name["stops_at_text"].timed_out  # no HALT: half the program, then the watchdog
