@@ -221,15 +221,18 @@ def _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
 
 
 @njit(cache=True)
-def _serial(t, E, drain, done, need, pre):
+def _serial(t, lb, iss, dn, l_t, l_items):
     """A step's time with the serial work of the single-buffered operands of the
-    transition before it: `pre` (the previous output tile's stores and the partial-sum
-    reload into the one accumulator buffer) before any of its computes, and its own
-    input / weight tile loaded while it runs: its computes start when the first rows
-    arrive (`need`) and end after the last (`done`) has been used."""
-    if done > 0:
-        t = max(t, need + E, done + drain)
-    return t + pre
+    transition before it: at least `lb`, the chain from the previous step's last
+    COMPUTE through the single-buffered stores and loads to this step's computes (see
+    `evaluate_batch`), and the load unit's time for those serial loads (`iss`) and this
+    step's overlapped ones (`l_t`), which are spread over its execute stream and so
+    dispatch, but for the first, after the serial loads have arrived (`dn`)."""
+    if lb > 0:
+        t = max(t, lb, l_t + iss)
+        if l_items > 0:
+            t = max(t, dn + l_t * (1.0 - 1.0 / l_items))
+    return t
 
 
 @njit(cache=True)
@@ -258,9 +261,9 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
     s_b = np.empty(8)
     s_i = np.empty(8)
     # per transition position: the single-buffered operands' serial work (see `_serial`)
-    sl_done = np.empty(8)
-    sl_need = np.empty(8)
-    s_pre = np.empty(8)
+    sl_lb = np.empty(8)
+    sl_iss = np.empty(8)
+    sl_dn = np.empty(8)
     F = np.empty(7, dtype=np.int64)
     T = np.empty(7, dtype=np.int64)
     seen = np.empty(7, dtype=np.bool_)
@@ -458,6 +461,24 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
         E = nblk * blk_time
         E_rows = nblk * run_cycles
         ex_insns = nblk * (2 * U + X)
+        # Serial (single-buffered) work, times from a step's first COMPUTE: e_x, when its
+        # last COMPUTE has streamed (the first block's PRELOAD ran before); disp_t, when
+        # its execute stream has been dispatched (EX_SLOTS instructions in flight, each
+        # until its drain); u_in_first, when the first input rows are last read (the
+        # last kb's first blocks); f_in_last / f_ps_last, when the next step first reads
+        # the last input / partial-sum rows; -w_tail, when it PRELOADs the last weights.
+        e_x = E - blk_time + run_cycles
+        disp_t = max(0.0, e_x - max(0.0, EX_SLOTS * E / max(ex_insns, 1.0) - drain))
+        r_avg = run_cycles / max(U, 1.0)
+        bpk = TR * TS * cbn
+        u_in_first = ((kbn - 1) * bpk + (min(TR, TP) - 1) * TS * cbn + (min(TS, TQ) - 1) * cbn) * blk_time + r_avg
+        f_in_last = (bpk - 1) * blk_time + run_cycles - r_avg
+        f_ps_last = (kbn - 1) * bpk * blk_time + run_cycles - r_avg
+        w_tail = -(nblk - 1) * blk_time
+        # input rows up to the last one the first COMPUTE run reads (in whole MVINs)
+        a_end = _pixel_a(max(int(M / max(U, 1.0)), 1) - 1, TP, TQ, st, in_h, in_w) + 1
+        k1 = min(in_r, max(in_r1, _cdiv(a_end, max(int(in_r1), 1)) * in_r1)) / max(in_r, 1.0)
+        in_n1, in_nb, in_nq = in_r * k1, in_b * k1, in_q * k1
 
         # ---- loads and stores of a transition at each position -----------------------
         # A double-buffered operand's loads (stores) at a transition overlap the step
@@ -475,33 +496,81 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
                 rev, comp = (1.0 - 1.0 / red_before) * cho, cho / red_before
             if red and Fpos[i] > 1:
                 red_before *= Fpos[i]
-            # serial: loads of single-buffered inputs / weights, then (single-buffered
-            # output) the previous tile's stores and the partial-sum reload
+            spl_ = cho - comp
+            # serial: (single-buffered output) the previous tile's stores and the
+            # partial-sum reload, then the loads of single-buffered inputs / weights
             sdi = ldi if b_in == 1 else 0.0
             sdw = ldw if b_w == 1 else 0.0
-            sl_done[i] = 0.0
-            sl_need[i] = 0.0
-            if sdi + sdw > 0:
-                sl_done[i] = _t_load(sdi * in_r + sdw * w_r, sdi * in_b + sdw * w_b, sdi * in_q + sdw * w_q,
-                                     rate, lat, infl, par, True)
-                if sdi > 0:
-                    sl_need[i] = _t_load(in_r1, in_b1, in_q1, rate, lat, infl, par, True)
-                else:
-                    sl_need[i] = _t_load(w_r1, w_b1, w_q1, rate, lat, infl, par, True)
-            s_pre[i] = 0.0
-            if b_out == 1:
-                # The next step's computes dispatch once all but the last EX_SLOTS MVOUTs
-                # have been dispatched (in order; a slot each); they then overlap the rest,
-                # and the partial-sum reload, whose first rows they wait for.
-                spl = cho - comp
-                if cho > 0:
-                    n_st = cho * mv_o
-                    s_pre[i] = drain + _t_store(comp * o_r + spl * p_r, comp * o_b + spl * p_b,
-                                                comp * o_q + spl * p_q, rate, lat, infl, par) \
+            sdo = cho if b_out == 1 else 0.0
+            sl_lb[i] = 0.0
+            sl_iss[i] = 0.0
+            sl_dn[i] = 0.0
+            if sdo + sdi + sdw > 0:
+                rv = rev * sdo
+                r0 = 0.0
+                # times from the start of the previous step's first COMPUTE
+                if sdo > 0:
+                    # MVOUTs wait for the last COMPUTE; the last ones dispatch once all
+                    # but EX_SLOTS have completed; the serial loads follow them, in order
+                    n_st = mv_o
+                    r0 = e_x + drain + p_r1 + _t_store(comp * o_r + spl_ * p_r, comp * o_b + spl_ * p_b,
+                                                       comp * o_q + spl_ * p_q, rate, lat, infl, par) \
                         * max(0.0, 1.0 - EX_SLOTS / n_st)
-                if rev > 0:
-                    s_pre[i] += _t_load(rev * p_r1, rev * p_b1, rev * p_q1, rate, lat, infl, par, True) \
-                        + par[P_NEED_EXTRA]
+                    tot_r = rv * p_r + sdi * in_r + sdw * w_r
+                    tot_b = rv * p_b + sdi * in_b + sdw * w_b
+                    tot_q = rv * p_q + sdi * in_q + sdw * w_q
+                    if sdw > 0:
+                        nr, nb, nq = rv * p_r + sdi * in_r + w_r1, rv * p_b + sdi * in_b + w_b1, \
+                            rv * p_q + sdi * in_q + w_q1
+                        f_last = -w_tail
+                    elif sdi > 0:
+                        nr, nb, nq = rv * p_r + in_n1, rv * p_b + in_nb, rv * p_q + in_nq
+                        f_last = f_in_last
+                    else:
+                        nr, nb, nq = rv * p_r1, rv * p_b1, rv * p_q1
+                        f_last = f_ps_last
+                    lb_ = r0 + par[P_NEED_EXTRA]
+                    if tot_r > 0:
+                        lb_ = max(r0 + _t_load(nr, nb, nq, rate, lat, infl, par, True),
+                                  r0 + _t_load(tot_r, tot_b, tot_q, rate, lat, infl, par, True) - f_last) \
+                            + par[P_NEED_EXTRA]
+                        sl_iss[i] = _t_load(tot_r, tot_b, tot_q, rate, lat, infl, par)
+                    sl_lb[i] = lb_
+                else:
+                    lb_ = 0.0
+                    w_rel = disp_t
+                    if sdi > 0:
+                        # each input MVIN waits for the last COMPUTE that read its rows
+                        rel = max(disp_t, u_in_first + drain)
+                        i_all = _t_load(in_r, in_b, in_q, rate, lat, infl, par)
+                        i_one = _t_load(in_r1, in_b1, in_q1, rate, lat, infl, par)
+                        lb_ = max(e_x + drain + 1.0,
+                                  rel + _t_load(in_n1, in_nb, in_nq, rate, lat, infl, par, True) + par[P_NEED_EXTRA],
+                                  max(rel + i_all, e_x + drain + i_one) + lat - f_in_last + par[P_NEED_EXTRA])
+                        w_rel = max(e_x + drain, rel + i_all, e_x + drain + i_one)
+                        sl_iss[i] = i_all
+                    if sdw > 0:
+                        lb_ = max(lb_, w_rel + _t_load(w_r1, w_b1, w_q1, rate, lat, infl, par, True) + par[P_NEED_EXTRA],
+                                  w_rel + _t_load(w_r, w_b, w_q, rate, lat, infl, par, True) + w_tail
+                                  + par[P_NEED_EXTRA])
+                        sl_iss[i] += _t_load(w_r, w_b, w_q, rate, lat, infl, par)
+                    sl_lb[i] = lb_
+                # the next step's serial loads dispatch after this step's execute stream,
+                # whose last consumer of this step's serial loads waits for them
+                tot_r = rv * p_r + sdi * in_r + sdw * w_r
+                if tot_r > 0:
+                    sl_dn[i] = _t_load(tot_r, rv * p_b + sdi * in_b + sdw * w_b, rv * p_q + sdi * in_q + sdw * w_q,
+                                       rate, lat, infl, par, True) + par[P_NEED_EXTRA]
+                    # with more serial MVINs than load slots, the next step's execute
+                    # stream dispatches once all but the last EX_SLOTS have completed
+                    n_mv = rv * mv_o + sdi * mv_in + sdw * mv_w
+                    st0 = r0 if sdo > 0 else disp_t
+                    sl_lb[i] = max(sl_lb[i], sl_dn[i], st0 + sl_dn[i] * max(0.0, 1.0 - EX_SLOTS / n_mv))
+                    if sdw > 0:
+                        # the last block's weights are reloaded once its PRELOAD is done
+                        sl_lb[i] = max(sl_lb[i], d + par[P_PRELOAD_GAP] + par[P_NEED_EXTRA]
+                                       + _t_load(w_r / nblk, w_b / nblk, w_q / nblk, rate, lat, infl, par, True))
+            if b_out == 1:
                 rev, comp, cho = 0.0, 0.0, 0.0
             ldi -= sdi
             ldw -= sdw
@@ -549,21 +618,21 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
                     # (z -> i): loads of transition i, stores of z; (i -> z): the reverse
                     t_zb = _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par, lt[i], lb[i],
                                               li[i], ln[i], lp[i], s_t[zpos], s_b[zpos], s_i[zpos]),
-                                   E, drain, sl_done[zpos], sl_need[zpos], s_pre[zpos])
+                                   sl_lb[zpos], sl_iss[zpos], sl_dn[zpos], lt[i], li[i])
                     t_az = _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par, lt[zpos],
                                               lb[zpos], li[zpos], ln[zpos], lp[zpos], s_t[i], s_b[i], s_i[i]),
-                                   E, drain, sl_done[i], sl_need[i], s_pre[i])
+                                   sl_lb[i], sl_iss[i], sl_dn[i], lt[zpos], li[zpos])
                     mid += ntr * (t_zb + t_az)
             c_zz = max(n_z - 1 - n_nz, 0)
             z = zpos
             mid += c_zz * _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                              lt[z], lb[z], li[z], ln[z], lp[z], s_t[z], s_b[z], s_i[z]),
-                                  E, drain, sl_done[z], sl_need[z], s_pre[z])
+                                  sl_lb[z], sl_iss[z], sl_dn[z], lt[z], li[z])
             t_first = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                  lt[z], lb[z], li[z], ln[z], lp[z], 0.0, 0.0, 0.0)
             t_last = _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                         0.0, 0.0, 0.0, 0.0, 0.0, s_t[z], s_b[z], s_i[z]),
-                             E, drain, sl_done[z], sl_need[z], s_pre[z])
+                             sl_lb[z], sl_iss[z], sl_dn[z], 0.0, 0.0)
         else:
             t_first = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                  0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)

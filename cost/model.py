@@ -59,11 +59,30 @@ write acknowledgements are not either (epilogue), and a step whose first store o
 waits for the previous step's last COMPUTE to drain from the array loses that wait when
 the step's own execute work before that instruction is shorter (a hazard bubble).
 
-Single-buffered operands (`Mapping.buffers`) lose that overlap: a single-buffered input
-or weight tile is loaded during the step that uses it (its computes start when the
-first rows have arrived and end after the last has), and a single-buffered output tile
-is stored, and the next one's partial sums reloaded, after its last step and before the
-next step computes (a drain, the stores, the reload: serial time).
+Single-buffered operands (`Mapping.buffers`) lose that overlap. The compiler puts a
+single-buffered tile's next loads (and a single-buffered output's stores and partial-sum
+reload) after the execute stream of the step that uses its one buffer, and the frontend
+holds each of them at dispatch until the instructions whose rows it overlaps are done.
+These serial chains overlap each other and the overlapped work, so a step after a
+transition with serial work takes the longest of its overlapped time and these lower
+bounds (times from the previous step's first COMPUTE, not sums of serial parts):
+
+* output stored: its MVOUTs wait for the last COMPUTE to drain (and, beyond EX_SLOTS of
+  them, for store slots), then the serial loads follow in order (partial sums, input,
+  weights): the step's first COMPUTE waits for the rows it reads, and the COMPUTE that
+  first reads the last-loaded rows waits for those;
+* input loaded (output not stored): each MVIN waits for the last COMPUTE that read its
+  rows (the first rows: the last output-channel block's first weight blocks), the next
+  step's COMPUTEs dispatch after the last of them (one drain after the step), and its
+  first COMPUTE waits for the rows its first run reads;
+* weights loaded: each MVIN waits for the PRELOAD that read its rows, so the last block's
+  rows come back one weight-loader period plus a load after the previous ones;
+* in order: the next step's serial loads dispatch after this step's execute stream, which
+  holds the consumers of this step's serial loads, so a step is at least the serial loads'
+  time to arrival; with more serial MVINs than load slots, the execute stream dispatches
+  only once all but EX_SLOTS have completed; the double-buffered operands' loads, spread
+  over the execute stream, dispatch after the serial data has arrived, and the load unit
+  runs both.
 
 A FENCE (the compiler puts one before reloading partial sums whose spill may still be
 in flight) drains the whole machine: each costs a drain plus a DRAM latency. The

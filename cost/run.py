@@ -2,7 +2,8 @@
 
     python -m cost.run --dim 16 --sp-kb 256 --acc-kb 64 \\
         (--gemm M K N | --conv N K C P Q R S [--stride T] [--pad X] [--groups G] | --workload NAME|FILE) \\
-        [--mapping FILE.json | --mapping auto] [--out int32|int8] [--energy FILE.json|.yaml] [--json]
+        [--mapping FILE.json | auto | best [--samples N] [--objective edp|cycles|energy]] \\
+        [--out int32|int8] [--energy FILE.json|.yaml] [--json]
 
 The command line is `python -m sim.run`'s (both are built from `hw.cli`), plus --workload
 and --energy, so one command line runs on either evaluator: the RTL-only options (--seed,
@@ -16,7 +17,8 @@ One layer: prints sim.run's summary of the `Result` (`hw.cli.summary_text`; fide
 ``energy_breakdown``.
 
 --workload NAME|FILE (a name of `search.workloads` or a workload file): every distinct
-layer shape once, with its repeat count and `default_mapping`; prints one row per layer
+layer shape once, with its repeat count and `default_mapping` (or, with --mapping best,
+each layer's best-of-N mapping); prints one row per layer
 (name, count, cycles, utilisation, energy, EDP) and the network totals of
 `cost.network_edp` (count-weighted sums of energy and cycles, EDP = the product of the
 sums, and the layerwise sum of count x energy x cycles). --json prints
@@ -25,6 +27,10 @@ sums, and the layerwise sum of count x energy x cycles). --json prints
 
 --energy FILE overrides entries of `cost.energy.EnergyTable` (JSON or YAML object,
 field -> value; `EnergyTable.from_file`), e.g. ``examples/energy_lpddr4.yaml``.
+
+--mapping best: the best of --samples (default 4096) mappings of the constrained
+software space and `default_mapping` by the analytical model's --objective (default
+edp): `search.software.best_mapping`, about 0.1 s per layer.
 
 Bad input is an error even where it would change nothing here, so that one command line
 means the same on either evaluator: --relu / --shift with --out int32, --stride / --pad /
@@ -54,6 +60,7 @@ from hw.cli import (
     add_config_arguments,
     add_layer_arguments,
     add_mapping_argument,
+    check_mapping_options,
     add_output_arguments,
     add_rtl_arguments,
     config_from_args,
@@ -176,7 +183,7 @@ def _run_workload(args, layers: list[Layer], hw, table: EnergyTable, notices: bo
                       dynamic_ncols=True, leave=False):
         mapping = None
         try:
-            mapping = default_mapping(hw, layer)
+            mapping = mapping_from_args(args, hw, layer)   # auto or best (checked in main)
         except MappingError as e:
             r = Result.infeasible(first_line(e), "analytical")
         else:
@@ -246,10 +253,11 @@ def main(argv: list[str] | None = None, *, notices: bool | None = None) -> int:
 
     try:
         output_from_args(args)       # --shift's range, --relu / --shift need --out int8
+        check_mapping_options(args)  # --samples / --objective need --mapping best
         rtl_options_from_args(args)  # the RTL-only options are ignored here, but must be valid
         if args.workload is not None:
-            if args.mapping != "auto":
-                raise ValueError("--mapping FILE maps one layer; --workload uses default_mapping for each")
+            if args.mapping not in ("auto", "best"):
+                raise ValueError("--mapping FILE maps one layer; --workload takes auto or best for each")
             if args.name is not None:
                 raise ValueError("--name names one layer; --workload takes the workload's names")
             given = conv_options_given(args)

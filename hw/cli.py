@@ -56,7 +56,7 @@ __all__ = [
     "UsageError", "OneLineParser", "print_error", "first_line",
     "add_config_arguments", "config_from_args",
     "add_layer_arguments", "layer_from_args",
-    "add_mapping_argument", "mapping_from_args",
+    "add_mapping_argument", "check_mapping_options", "mapping_from_args",
     "add_output_arguments", "output_from_args", "SHIFT_MAX", "conv_options_given",
     "add_rtl_arguments", "rtl_options_from_args", "RTL_ONLY", "SEED_MAX", "TIMEOUT_MAX_S",
     "check_output_dir", "check_output_file", "read_json", "read_small_text", "MAX_INPUT_FILE_BYTES",
@@ -260,20 +260,50 @@ def layer_from_args(args: argparse.Namespace) -> Layer:
 
 # ---- mapping --------------------------------------------------------------------------------
 def add_mapping_argument(p: argparse.ArgumentParser, *, workload: bool = False) -> None:
-    """Add ``--mapping FILE|auto`` (default auto). ``workload``: the parser also has
-    ``--workload``, which always uses default_mapping (said in the help)."""
-    p.add_argument("--mapping", default="auto", metavar="FILE|auto",
-                   help="a Mapping JSON file, or 'auto' (default_mapping)"
-                        + ("; --workload always uses default_mapping" if workload else ""))
+    """Add ``--mapping FILE|auto|best`` (default auto), ``--samples N`` and ``--objective``
+    (the best-of-N mapper, `search.software.best_mapping`). ``workload``: the parser also
+    has ``--workload``, which takes auto or best for each layer (said in the help)."""
+    p.add_argument("--mapping", default="auto", metavar="FILE|auto|best",
+                   help="a Mapping JSON file, 'auto' (default_mapping) or 'best' (the best of --samples "
+                        "constrained mappings by the analytical model, default_mapping among them)"
+                        + ("; --workload takes auto or best for each layer" if workload else ""))
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help=f"with --mapping best: mappings drawn per layer (1..{MAX_BEST_SAMPLES:,}, "
+                        f"default {DEFAULT_BEST_SAMPLES})")
+    p.add_argument("--objective", choices=("edp", "cycles", "energy"), default=None,
+                   help="with --mapping best: what the mapping minimises (default edp)")
+
+
+#: --mapping best: default and largest --samples (search.software.MAX_SAMPLES)
+DEFAULT_BEST_SAMPLES = 4096
+MAX_BEST_SAMPLES = 1 << 20
+
+
+def check_mapping_options(args: argparse.Namespace) -> None:
+    """ValueError (one line) for --samples / --objective without --mapping best, or a
+    --samples outside 1..MAX_BEST_SAMPLES: before any work."""
+    if args.mapping != "best":
+        for opt in ("samples", "objective"):
+            if getattr(args, opt) is not None:
+                raise ValueError(f"--{opt} applies to --mapping best only (got --mapping {args.mapping})")
+    elif args.samples is not None and not 1 <= args.samples <= MAX_BEST_SAMPLES:
+        raise ValueError(f"--samples must be in 1..{MAX_BEST_SAMPLES:,}; got {args.samples}")
 
 
 def mapping_from_args(args: argparse.Namespace, hw: HardwareConfig, layer: Layer) -> Mapping:
-    """``default_mapping(hw, layer)`` for ``--mapping auto``, else the Mapping of the file.
+    """``default_mapping(hw, layer)`` for ``--mapping auto``, the best-of-N mapping for
+    ``best``, else the Mapping of the file.
 
     Raises MappingError: no mapping fits, an unreadable file or one that is not JSON
     (``cannot read mapping file ...``), or not a Mapping."""
     if args.mapping == "auto":
         return default_mapping(hw, layer)
+    if args.mapping == "best":
+        # the mapper lives in the search package (it draws and ranks candidates); hw.cli is
+        # the command lines' shared module, so it is imported here, where it is used
+        from search.software import best_mapping
+        return best_mapping(hw, layer, samples=args.samples or DEFAULT_BEST_SAMPLES,
+                            objective=args.objective or "edp")[0]
     data = read_json(args.mapping, f"cannot read mapping file {args.mapping}", MappingError)
     try:
         return Mapping.from_dict(data)

@@ -2,11 +2,13 @@
 
     python -m sim.run --dim 16 --sp-kb 256 --acc-kb 64 \\
         (--gemm M K N | --conv N K C P Q R S [--stride T] [--pad X] [--groups G]) \\
-        [--mapping FILE.json | --mapping auto] [--seed S] [--out int32|int8 --relu --shift B] \\
+        [--mapping FILE.json | auto | best [--samples N] [--objective edp|cycles|energy]] [--seed S] [--out int32|int8 --relu --shift B] \\
         [--harness lean|cocotb] [--timeout S] [--trace out.vcd] [--save DIR] [--json]
 
 The options are `hw.cli`'s (shared with `python -m cost.run`). Prints a readable summary
 (`hw.cli.summary_text`), or with --json the `Result` as one JSON object on stdout.
+--mapping best picks the layer's mapping with `search.software.best_mapping` (the best of
+--samples constrained mappings and the default by the analytical model) and simulates it.
 --save DIR writes input.npy (NCHW), weight.npy (KCRS) and output.npy (NKPQ) (for a GEMM:
 A as M x K, B as K x N, C as M x N) plus mapping.json, layer.json and result.json, so
 anyone can re-check the result; it says on stderr what it wrote where. --trace writes a
@@ -48,6 +50,7 @@ from hw.cli import (
     add_config_arguments,
     add_layer_arguments,
     add_mapping_argument,
+    check_mapping_options,
     add_output_arguments,
     add_rtl_arguments,
     check_output_dir,
@@ -237,6 +240,7 @@ def main(argv=None) -> int:
         hw = config_from_args(args)
         layer = layer_from_args(args)
         output = output_from_args(args)
+        check_mapping_options(args)
         rtl = rtl_options_from_args(args)
         hw, note = size_dram(hw, layer, output["out"], given="dram_mb" in config_fields_given(args))
         notes += [note] if note else []

@@ -168,7 +168,7 @@ def test_energy_override_of_area(capsys, tmp_path):
     (["--gemm", "4", "4", "4", "--shift", "40"], "--shift must be from 0 to 31; got 40"),
     (["--gemm", "4", "4", "4", "--energy", "/nonexistent/t.json"], "cannot read energy table"),
     (["--workload", "no_such_net"], "unknown workload 'no_such_net'"),
-    (["--workload", "resnet50", "--mapping", "m.json"], "--workload uses default_mapping"),
+    (["--workload", "resnet50", "--mapping", "m.json"], "--workload takes auto or best for each"),
     (["--workload", "resnet50", "--name", "x"], "--name names one layer"),
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
