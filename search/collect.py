@@ -1,22 +1,36 @@
 """Collect a dataset: Sobol samples of the co-design space, evaluated and stored.
 
     python -m search.collect --fidelity {analytical,rtl} --workloads resnet50,bert,unet,retinanet \\
-        --n 65536 --seed S --out DIR [--workers W] [--ray ADDRESS] [--batch B] [--parquet] [--quiet] \\
-        [--cache-dir DIR] [--timeout SECONDS] [--retry-errors] [--models {family,exact}] [--max-cycles N]
+        --n 65536 --seed S --out DIR [--encoding {1,2}] [--workers W] [--ray ADDRESS] [--batch B] \\
+        [--parquet] [--quiet] [--cache-dir DIR] [--timeout SECONDS] [--retry-errors] \\
+        [--models {family,exact}] [--max-cycles N]
     python -m search.collect --summary DIR
 
 Samples. The space's layers are the unique layer shapes (`search.workloads.unique_layers`)
 of the listed workloads, concatenated in the order given, shapes shared by two workloads
 kept once (the record names every workload that holds it; the ``layers`` table keeps each
 workload's name and repeat count). Sample i is point i of the scrambled Sobol sequence
-``CoDesignSpace(layers).sobol(n, seed)``; `CoDesignSpace.point` turns it into (layer,
-HardwareConfig, Mapping). Mappings that do not fit are kept, infeasible, with
-`Mapping.check`'s reason. What a record holds: `search.dataset`.
+``CoDesignSpace(layers, version=V).sobol(n, seed)``; `CoDesignSpace.point` turns it into
+(layer, HardwareConfig, Mapping). Mappings that do not fit are kept, infeasible, with
+`Mapping.check`'s reason.
+
+Encoding version (``--encoding``, `search.space.ENCODING_VERSIONS`). Version 2 (the
+default of a new DIR) samples each operand's buffering too (`Mapping.buffers`: single or
+double, three more unit-cube numbers, 15 in all, and three more encoding inputs, 34);
+version 1 double-buffers every tile (12 unit numbers, 31 inputs), as every dataset made
+before versions existed. A DIR keeps its version: resuming or extending it uses the
+version in its meta (absent: 1), and an ``--encoding`` that differs from it is an error.
+
+What a record holds (`search.dataset` has every column): the unit point ``u``, the
+layer, the HardwareConfig, the Mapping (its JSON carries ``"buffers"`` when some operand
+is single-buffered), the encoding (`HardwareSpace.encode` then `MappingSpace.encode` of
+the version, named by meta ``encoding_names``) and the evaluator's Result.
 
 Fidelities. ``analytical``: `cost.model.evaluate_arrays`, one vectorised call per layer
-and batch, straight from the unit points (no per-sample Mapping except to word the
-reason of an infeasible one). ``rtl``: `sim.evaluate.evaluate` (Verilator, lean harness,
-output verified), inputs seeded with ``seed * 2**32 + i``, energy and area from
+and batch, straight from the unit points (factors, order and buffering as arrays; no
+per-sample Mapping except to word the reason of an infeasible one). ``rtl``:
+`sim.evaluate.evaluate` (Verilator, lean harness, output verified, the Mapping with
+its buffering), inputs seeded with ``seed * 2**32 + i``, energy and area from
 `cost.price` (RTL cycles, energy of the RTL's own counters). An RTL evaluation that
 raises is stored infeasible with reason ``error: ...`` (``--retry-errors`` evaluates those
 again), except a `VerificationError` (the RTL disagrees with the reference: a bug),
@@ -53,8 +67,9 @@ package). Ray is optional and imported only then.
 Bounds (one ``error:`` line, exit 2, before anything is written): ``--n`` 1..`MAX_N`
 (2**24 analytical, 2**17 RTL) and no more samples than the free disk holds (about
 `SAMPLE_BYTES` each); ``--seed`` 0..2**32-1 (so every input seed fits 64 bits);
-``--workers`` 1..4 x the CPU count; ``--batch`` 1..`MAX_BATCH`; ``--timeout`` up to a
-day; ``--max-cycles`` 0..10**12; a layer of an RTL collection must fit the largest
+``--workers`` 1..4 x the CPU count; ``--batch`` 1..`MAX_BATCH`; ``--encoding`` 1 or 2
+(and the DIR's own, when it holds a collection); ``--timeout`` up to a day;
+``--max-cycles`` 0..10**12; a layer of an RTL collection must fit the largest
 simulation DRAM (256 MB). An option that has no effect in the run is an error: the RTL
 options (``--cache-dir``, ``--timeout``, ``--models``, ``--max-cycles``) with
 ``--fidelity analytical``, ``--batch`` with ``--fidelity rtl``, anything with
@@ -98,15 +113,17 @@ from hw.cli import OneLineParser, UsageError, first_line
 from search.dataset import (
     COLUMN_NAMES,
     DB_NAME,
-    ENCODING_NAMES,
     PARQUET_NAME,
     DatasetError,
     Store,
+    encoding_names,
     export_parquet,
     format_summary,
     summary,
+    unit_names,
 )
-from search.space import HW_UNIT_DIMS, CoDesignSpace, HardwareSpace, MappingSpace, unit_index
+from search.space import (CODESIGN_UNIT_DIMS_BY_VERSION, ENCODING_VERSIONS, HW_UNIT_DIMS, CoDesignSpace,
+                          HardwareSpace, MappingSpace, unit_index)
 from search.workloads import WorkloadError, get_workload, unique_layers
 
 __all__ = ["CollectError", "CollectFailure", "Spec", "VerificationStop", "collect", "decode_units",
@@ -115,6 +132,8 @@ __all__ = ["CollectError", "CollectFailure", "Spec", "VerificationStop", "collec
 FIDELITIES = ("analytical", "rtl")
 MODELS = ("family", "exact")
 DEFAULT_BATCH = 4096
+#: Encoding version of a new collection (a DIR that holds one keeps its own).
+DEFAULT_ENCODING = 2
 DEFAULT_MAX_CYCLES = 20_000_000
 #: Most samples of one collection, per fidelity (analytical: about 36 GB and an hour per
 #: core; RTL: weeks of simulation).
@@ -194,15 +213,16 @@ class Spec:
     timeout_s: float = 600.0
     models: str = "family"       # RTL: one model per array size ("family") or per configuration
     max_cycles: int = DEFAULT_MAX_CYCLES   # RTL: simulate only below this analytical estimate; 0: all
+    version: int = 1             # encoding version (`search.space.ENCODING_VERSIONS`)
 
     @property
     def space(self) -> CoDesignSpace:
-        return CoDesignSpace(self.layers, HardwareSpace(self.hw_base))
+        return CoDesignSpace(self.layers, HardwareSpace(self.hw_base), self.version)
 
 
 @lru_cache(maxsize=4096)
-def _mapping_space(layer: Layer, hw: HardwareConfig) -> MappingSpace:
-    return MappingSpace(hw, layer)
+def _mapping_space(layer: Layer, hw: HardwareConfig, version: int = 1) -> MappingSpace:
+    return MappingSpace(hw, layer, version)
 
 
 @lru_cache(maxsize=8192)
@@ -216,27 +236,31 @@ def _hw_json(base: HardwareConfig, dim: int, sp_kb: int, acc_kb: int) -> str:
 
 
 def decode_units(spec: Spec, u: np.ndarray) -> dict:
-    """`CoDesignSpace.point` for a batch (B, 12), as arrays: ``layer`` (B,), ``dim``,
-    ``sp_kb``, ``acc_kb`` (B,), ``factors`` (B, 3, 7), ``order`` (B, 7) in the layout of
-    `search.space`, and ``encoding`` (B, 31): `HardwareSpace.encode` then
-    `MappingSpace.encode_arrays`."""
-    u = np.asarray(u, dtype=np.float64).reshape(-1, CoDesignSpace.unit_dims)
+    """`CoDesignSpace.point` (of ``spec.version``) for a batch (B, 12 or 15), as arrays:
+    ``layer`` (B,), ``dim``, ``sp_kb``, ``acc_kb`` (B,), ``factors`` (B, 3, 7), ``order``
+    (B, 7) in the layout of `search.space`, ``buffers`` (B, 3) (all 2 in version 1), and
+    ``encoding`` (B, 31 or 34): `HardwareSpace.encode` then `MappingSpace.encode_arrays`."""
+    u = np.asarray(u, dtype=np.float64).reshape(-1, CODESIGN_UNIT_DIMS_BY_VERSION[spec.version])
     b = len(u)
     li = unit_index(u[:, 0], len(spec.layers))
     grid = HardwareSpace.from_unit_arrays(u[:, 1:1 + HW_UNIT_DIMS])
     dim, acc, sp = grid["dim"], grid["acc_kb"], grid["sp_kb"]
     factors = np.empty((b, len(LEVELS), len(LOOPS)), dtype=np.int64)
     order = np.empty((b, len(LOOPS)), dtype=np.int64)
-    enc = np.empty((b, len(ENCODING_NAMES)), dtype=np.float64)
+    buffers = np.empty((b, 3), dtype=np.int64)
+    enc = np.empty((b, len(encoding_names(spec.version))), dtype=np.float64)
     enc[:, :HW_UNIT_DIMS] = HardwareSpace.encode_arrays(dim, acc, sp)
     for l, d in {(int(a), int(c)) for a, c in zip(li, dim)}:
         sel = np.flatnonzero((li == l) & (dim == d))
-        ms = _mapping_space(spec.layers[l], _hw(spec.hw_base, d, spec.hw_base.sp_kb, spec.hw_base.acc_kb))
-        f, o = ms.from_unit_arrays(u[sel, 1 + HW_UNIT_DIMS:])
-        factors[sel], order[sel] = f, o
-        enc[sel, HW_UNIT_DIMS:] = ms.encode_arrays(f, o)
+        ms = _mapping_space(spec.layers[l], _hw(spec.hw_base, d, spec.hw_base.sp_kb, spec.hw_base.acc_kb),
+                            spec.version)
+        um = u[sel, 1 + HW_UNIT_DIMS:]
+        f, o = ms.from_unit_arrays(um)
+        bf = ms.buffers_from_unit(um)
+        factors[sel], order[sel], buffers[sel] = f, o, bf
+        enc[sel, HW_UNIT_DIMS:] = ms.encode_arrays(f, o, bf)
     return {"layer": li, "dim": dim, "sp_kb": sp, "acc_kb": acc, "factors": factors, "order": order,
-            "encoding": enc}
+            "buffers": buffers, "encoding": enc}
 
 
 # ---- records ----------------------------------------------------------------------------
@@ -252,7 +276,7 @@ def _row(idx: int, u_json: str, li: int, layer_name: str, workloads: str, layer_
 
 
 def evaluate_chunk(spec: Spec, idx: np.ndarray, u: np.ndarray) -> tuple[list[tuple], str | None]:
-    """Evaluate samples ``idx`` with unit points ``u`` (B, 12): (rows, fatal), where
+    """Evaluate samples ``idx`` with unit points ``u`` (B, 12 or 15): (rows, fatal), where
     ``fatal`` is the message of an RTL verification failure (rows then hold the samples
     evaluated before it) or None."""
     idx = np.asarray(idx, dtype=np.int64)
@@ -262,13 +286,14 @@ def evaluate_chunk(spec: Spec, idx: np.ndarray, u: np.ndarray) -> tuple[list[tup
     enc_json = [json.dumps(r) for r in dec["encoding"].tolist()]
     f21 = dec["factors"].reshape(b, -1).tolist()
     o7 = dec["order"].tolist()
+    b3 = dec["buffers"].tolist()
     li, dim, sp, acc = (dec[k].tolist() for k in ("layer", "dim", "sp_kb", "acc_kb"))
     layer_json = [layer.to_json() for layer in spec.layers]
 
     def row(j: int, r: Result) -> tuple:
         lj = li[j]
         return _row(int(idx[j]), u_json[j], lj, spec.layers[lj].name, spec.workloads_of[lj], layer_json[lj],
-                    _hw_json(spec.hw_base, dim[j], sp[j], acc[j]), mapping_json(f21[j], o7[j]),
+                    _hw_json(spec.hw_base, dim[j], sp[j], acc[j]), mapping_json(f21[j], o7[j], b3[j]),
                     dim[j], sp[j], acc[j], enc_json[j], r)
 
     if spec.fidelity == "analytical":
@@ -286,7 +311,7 @@ def _analytical(spec: Spec, dec: dict, row: Callable[[int, Result], tuple]) -> l
         sel = np.flatnonzero(dec["layer"] == l)
         layer = spec.layers[l]
         hw = {**base, "dim": dec["dim"][sel], "sp_kb": dec["sp_kb"][sel], "acc_kb": dec["acc_kb"][sel]}
-        arrays = evaluate_arrays(layer, hw, dec["factors"][sel], dec["order"][sel])
+        arrays = evaluate_arrays(layer, hw, dec["factors"][sel], dec["order"][sel], dec["buffers"][sel])
         feasible = arrays["feasible"].tolist()
         dims = [layer.dims[lp] for lp in LOOPS]
         for j, i in enumerate(sel.tolist()):
@@ -294,7 +319,7 @@ def _analytical(spec: Spec, dec: dict, row: Callable[[int, Result], tuple]) -> l
             if not feasible[j]:  # worded as the RTL path words it (Mapping.check: hw.mapping.reason_text)
                 hwc = _hw(spec.hw_base, int(dec["dim"][i]), int(dec["sp_kb"][i]), int(dec["acc_kb"][i]))
                 reason = reason_text(arrays["reason"][j], dims, layer.stride, dec["factors"][i], dec["order"][i],
-                                     hwc.dim, hwc.sp_rows, hwc.acc_rows)
+                                     hwc.dim, hwc.sp_rows, hwc.acc_rows, dec["buffers"][i])
             rows[i] = row(i, result_from_arrays(arrays, j, reason_text=reason))
     return rows
 
@@ -322,7 +347,7 @@ def _rtl(spec: Spec, idx: np.ndarray, dec: dict, row) -> tuple[list[tuple], str 
     for j, i in enumerate(idx.tolist()):
         layer = spec.layers[int(dec["layer"][j])]
         hwc = _hw(spec.hw_base, int(dec["dim"][j]), int(dec["sp_kb"][j]), int(dec["acc_kb"][j]))
-        m = Mapping.from_arrays(dec["factors"][j], dec["order"][j])
+        m = Mapping.from_arrays(dec["factors"][j], dec["order"][j], dec["buffers"][j])
         skipped = over_budget(spec, hwc, m, layer)
         if skipped is not None:
             rows.append(row(j, price(skipped, hwc)))
@@ -343,9 +368,10 @@ def _rtl(spec: Spec, idx: np.ndarray, dec: dict, row) -> tuple[list[tuple], str 
 POINT_BLOCK = 4096
 
 
-def _ensure_points(store: Store, n: int, seed: int, quiet: bool = True, err=None) -> None:
-    """Store the Sobol points 0 .. n - 1 in blocks of POINT_BLOCK (the missing blocks only;
-    a progress bar when there are many and not ``quiet``)."""
+def _ensure_points(store: Store, n: int, seed: int, quiet: bool = True, err=None, version: int = 1) -> None:
+    """Store the Sobol points 0 .. n - 1 of encoding ``version``'s unit cube in blocks of
+    POINT_BLOCK (the missing blocks only; a progress bar when there are many and not
+    ``quiet``)."""
     from tqdm import tqdm
 
     have = store.point_blocks()
@@ -356,7 +382,7 @@ def _ensure_points(store: Store, n: int, seed: int, quiet: bool = True, err=None
     with bar:
         for start in todo:
             stop = min(start + POINT_BLOCK, n)
-            store.put_points(start, CoDesignSpace.sobol(stop - start, seed=seed, skip=start))
+            store.put_points(start, CoDesignSpace.sobol(stop - start, seed=seed, skip=start, version=version))
             bar.update(POINT_BLOCK)
 
 
@@ -376,8 +402,8 @@ def _fitting(spec: Spec, dec: dict) -> np.ndarray:
     out = np.zeros(len(dec["layer"]), dtype=bool)
     for j in range(len(out)):
         hwc = _hw(spec.hw_base, int(dec["dim"][j]), int(dec["sp_kb"][j]), int(dec["acc_kb"][j]))
-        ms = _mapping_space(spec.layers[int(dec["layer"][j])], hwc)
-        out[j] = bool(ms.fits_arrays(dec["factors"][j:j + 1])[0])
+        ms = _mapping_space(spec.layers[int(dec["layer"][j])], hwc, spec.version)
+        out[j] = bool(ms.fits_arrays(dec["factors"][j:j + 1], dec["buffers"][j:j + 1])[0])
     return out
 
 
@@ -527,7 +553,8 @@ def _versions(fidelity: str) -> dict:
 
 def _meta(spec: Spec, workloads: list[str], n: int, entries: list[dict]) -> dict:
     meta = {"fidelity": spec.fidelity, "workloads": list(workloads), "n": n, "seed": spec.seed,
-            "layers": entries, "hw_base": spec.hw_base.to_dict(), "encoding_names": list(ENCODING_NAMES),
+            "layers": entries, "hw_base": spec.hw_base.to_dict(), "encoding_version": spec.version,
+            "encoding_names": list(encoding_names(spec.version)), "unit_names": list(unit_names(spec.version)),
             "rtl": None, "versions": _versions(spec.fidelity),
             "created": datetime.now(UTC).isoformat(timespec="seconds")}
     if spec.fidelity == "rtl":
@@ -557,6 +584,11 @@ def _open(out: Path, meta: dict, layer_rows: list[tuple], warn: Callable[[str], 
     if created:
         return store
     old = store.meta
+    have, want = old.get("encoding_version", 1), meta.get("encoding_version", 1)
+    if have != want:
+        store.close()
+        raise CollectError(f"{out} holds a collection with --encoding {have}; this run asks --encoding {want} "
+                           f"(omit --encoding to resume it, or use another --out)")
     for key in _MATCH_KEYS:
         if old.get(key) != meta.get(key):
             store.close()
@@ -579,12 +611,34 @@ def _open(out: Path, meta: dict, layer_rows: list[tuple], warn: Callable[[str], 
     return store
 
 
+def _encoding_version(out: Path, asked: int | None) -> int:
+    """The encoding version of the collection in ``out``: the stored one when it holds a
+    collection (CollectError when ``asked`` differs), else ``asked`` or `DEFAULT_ENCODING`."""
+    db = out / DB_NAME
+    stored = None
+    if db.is_file() and db.stat().st_size > 0:
+        try:
+            with Store.open(db, readonly=True) as s:
+                stored = s.encoding_version
+        except (DatasetError, sqlite3.Error):
+            pass   # not (yet) a dataset: `_open` creates it or says what is wrong
+    if stored is None:
+        return DEFAULT_ENCODING if asked is None else int(asked)
+    if asked is not None and asked != stored:
+        raise CollectError(f"{out} holds a collection with --encoding {stored}; this run asks --encoding {asked} "
+                           f"(omit --encoding to resume it, or use another --out)")
+    return stored
+
+
 def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int = 0,
             workers: int | None = None, ray: str | None = None, batch: int | None = None,
             parquet: bool = False, quiet: bool = True, cache_dir=None, timeout_s: float = 600.0,
             retry_errors: bool = False, models: str = "family", max_cycles: int = DEFAULT_MAX_CYCLES,
-            stream=None, err=None) -> dict:
+            encoding: int | None = None, stream=None, err=None) -> dict:
     """Run (or continue) a collection into directory ``out``; see the module docstring.
+
+    ``encoding``: the encoding version of a new collection (None: `DEFAULT_ENCODING`); a
+    collection that exists keeps its own, and an ``encoding`` that differs is an error.
 
     Returns ``{"evaluated", "wall_s", "summary"}``. Raises `CollectError` for bad
     arguments or a mismatching collection, `CollectFailure` when it stops early (a worker
@@ -593,6 +647,8 @@ def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int =
     err = err or sys.stderr
     t0 = time.perf_counter()
     workloads = _check_args(fidelity, workloads, n, seed, workers, batch, timeout_s, models, max_cycles)
+    if encoding is not None and (isinstance(encoding, bool) or encoding not in ENCODING_VERSIONS):
+        raise CollectError(f"--encoding must be one of {', '.join(map(str, ENCODING_VERSIONS))}; got {encoding!r}")
     workers = workers or max(1, os.cpu_count() or 1)
     batch = batch or DEFAULT_BATCH
     try:
@@ -650,11 +706,12 @@ def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int =
     except OSError as e:
         raise CollectError(f"cannot write into {out}: {e.strerror or e}") from None
     try:
+        spec = dataclasses.replace(spec, version=_encoding_version(out, encoding))
         store = _open(out, _meta(spec, workloads, n, entries), layer_rows, lambda s: print(s, file=err))
         with store:
             if retry_errors:
                 store.delete_errors()
-            _ensure_points(store, n, spec.seed, quiet, err)
+            _ensure_points(store, n, spec.seed, quiet, err, spec.version)
             done = store.done_indices()
             pending = np.setdiff1d(np.arange(n, dtype=np.int64), done, assume_unique=True)
             evaluated = _run(spec, store, pending, n, workers, ray, batch, quiet, err, len(done))
@@ -819,6 +876,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the scrambled Sobol sequence, 0..2**32-1 (default 0)")
     p.add_argument("--out", type=Path, metavar="DIR", help="dataset directory (DIR/dataset.sqlite)")
+    p.add_argument("--encoding", type=int, choices=ENCODING_VERSIONS, default=None,
+                   help=f"encoding version of a new DIR: 2 samples and encodes each operand's single / double "
+                   f"buffering, 1 double-buffers every tile (default {DEFAULT_ENCODING}; a DIR that holds a "
+                   "collection keeps its own)")
     p.add_argument("--workers", type=int, help="local worker processes, 1..4 x the CPU count (default: the CPU "
                    "count; 1: no pool)")
     p.add_argument("--ray", metavar="ADDRESS", help="run the tasks on Ray: local, auto or ray://host:port")
@@ -891,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
                                "configuration with --models exact)")
         collect(args.out, fidelity=args.fidelity, workloads=args.workloads, n=args.n, workers=args.workers,
                 ray=args.ray, batch=args.batch, parquet=args.parquet, quiet=args.quiet, cache_dir=args.cache_dir,
-                retry_errors=args.retry_errors, **opts)
+                retry_errors=args.retry_errors, encoding=args.encoding, **opts)
     except CollectError as e:
         print(f"error: {first_line(e)}", file=sys.stderr)
         return 2

@@ -18,7 +18,14 @@ Tables
     layers          the co-design space's layers, ``[{"index", "layer", "workloads"}]``
                     (`search.collect.space_layers`); ``layer_index`` points into it
     hw_base         the `HardwareSpace` base configuration (fields not searched)
-    encoding_names  names of the 31 numbers of column ``encoding`` (`ENCODING_NAMES`)
+    encoding_version  the mapping encoding version (`search.space.ENCODING_VERSIONS`): 1,
+                    every tile double-buffered; 2, with the per-operand buffering
+                    (`Mapping.buffers`) sampled and encoded. Absent in datasets made
+                    before versions existed: those are version 1 (`Store.encoding_version`)
+    encoding_names  names of the numbers of column ``encoding`` (`encoding_names`: 31 in
+                    version 1, 34 in version 2)
+    unit_names      names of the numbers of column ``u`` (`unit_names`: 12 in version 1,
+                    15 in version 2); absent before versions existed
     rtl             RTL settings (harness, output type, input seed rule), rtl only
     versions        package versions and a fingerprint of the code that made the data
     created         creation time (UTC, ISO 8601)
@@ -29,7 +36,7 @@ shape in the space, its name in that workload and its repeat count there (networ
 totals weight a layer's result by it). Primary key (workload, layer_index).
 
 ``points(start, count, u)``: the unit points of the collection in blocks (``u`` is
-``count`` x 12 little-endian float64), written when the collection is created or
+``count`` x 12, or x 15 in version 2, little-endian float64), written when the collection is created or
 extended, so that a resumed run needs neither scipy nor the same scipy version to find
 the points of its missing samples.
 
@@ -37,17 +44,20 @@ the points of its missing samples.
 `SAMPLE_COLUMNS`:
 
     idx              sample index i: point i of the seeded Sobol sequence
-    u                the unit point, JSON list of 12 floats (`CoDesignSpace.point`)
+    u                the unit point, JSON list of 12 floats, 15 in version 2
+                     (`CoDesignSpace.point` of that version)
     layer_index      index into meta ``layers``
     workloads        the workload(s) that hold this layer shape, comma-separated
     layer_name       the shape's name in the first of them
     layer            `Layer.to_json` (the shape as in meta ``layers``; its ``count`` is
                      the repeat count in the first workload: see table ``layers``)
     hw               `HardwareConfig.to_json`
-    mapping          `Mapping.to_json`
+    mapping          `Mapping.to_json` (with ``"buffers"`` when some operand is
+                     single-buffered: version 2 only)
     dim, sp_kb, acc_kb   the searched hardware parameters
-    encoding         JSON list of 31 floats: `HardwareSpace.encode` (3) then
-                     `MappingSpace.encode` (28), named by meta ``encoding_names``
+    encoding         JSON list of 31 floats (34 in version 2): `HardwareSpace.encode`
+                     (3) then `MappingSpace.encode` of the version (28, or 31 with the
+                     buffering), named by meta ``encoding_names``
     result           `Result.to_json` (the whole record, fidelity included)
     feasible         0 / 1
     reason           why infeasible (`Mapping.check`'s reason, or "error: ..." when the
@@ -65,7 +75,9 @@ API
 `Store.insert` (one transaction), `Store.done_indices`, `Store.meta`, `Store.set_meta`,
 `Store.put_points` / `Store.get_points`; `load` (dict of columns, pandas-free),
 `load_records`, `load_arrays` (numpy), `decode_record` (back to Layer, HardwareConfig,
-Mapping, Result); `summary` / `format_summary`; `export_parquet`.
+Mapping, Result); `summary` / `format_summary`; `export_parquet`. Every reader takes
+datasets of both encoding versions (`Store.encoding_version`; `load_arrays` returns it
+with the arrays, `export_parquet` sizes the list columns by it and records it).
 """
 
 from __future__ import annotations
@@ -84,8 +96,8 @@ from typing import Self
 import numpy as np
 
 from hw.result import BUSY_KEYS, COUNT_KEYS
+from search.space import BUFFER_ENCODING_NAMES, CODESIGN_UNIT_DIMS_BY_VERSION, ENCODING_VERSIONS, HW_ENCODING_NAMES
 from search.space import ENCODING_NAMES as MAPPING_ENCODING_NAMES
-from search.space import HW_ENCODING_NAMES
 
 __all__ = [
     "DB_NAME",
@@ -94,9 +106,11 @@ __all__ = [
     "PARQUET_NAME",
     "SAMPLE_COLUMNS",
     "SCHEMA",
+    "UNIT_NAMES",
     "DatasetError",
     "Store",
     "decode_record",
+    "encoding_names",
     "export_parquet",
     "format_summary",
     "load",
@@ -105,13 +119,21 @@ __all__ = [
     "open_store",
     "reason_kind",
     "summary",
+    "unit_names",
 ]
 
 SCHEMA = "accelsim.dataset/1"
 DB_NAME = "dataset.sqlite"
 PARQUET_NAME = "dataset.parquet"
+#: Names of column ``encoding`` and of column ``u`` in encoding version 1 (`encoding_names`,
+#: `unit_names` of any version).
 ENCODING_NAMES = HW_ENCODING_NAMES + tuple(MAPPING_ENCODING_NAMES)
-UNIT_NAMES = ("u_layer", "u_dim", "u_acc_kb", "u_sp_kb") + tuple(f"u_map{i}" for i in range(8))
+_ENCODING_NAMES = {1: ENCODING_NAMES, 2: ENCODING_NAMES + BUFFER_ENCODING_NAMES}
+_UNIT_HEAD = ("u_layer", "u_dim", "u_acc_kb", "u_sp_kb")
+_UNIT_NAMES = {v: _UNIT_HEAD + tuple(f"u_map{i}" for i in range(d - len(_UNIT_HEAD)))
+               for v, d in CODESIGN_UNIT_DIMS_BY_VERSION.items()}
+UNIT_NAMES = _UNIT_NAMES[1]
+assert set(_ENCODING_NAMES) == set(ENCODING_VERSIONS) == set(_UNIT_NAMES)
 
 # (name, SQL type) of the samples table, in row order.
 SAMPLE_COLUMNS = (
@@ -139,13 +161,37 @@ SAMPLE_COLUMNS = (
     *((f"busy_{k}", "INTEGER NOT NULL") for k in BUSY_KEYS),
 )
 COLUMN_NAMES = tuple(c for c, _ in SAMPLE_COLUMNS)
-_JSON_LIST_COLUMNS = {"u": len(UNIT_NAMES), "encoding": len(ENCODING_NAMES)}
+_JSON_LIST_COLUMNS = ("u", "encoding")
 _INT_COLUMNS = {c for c, t in SAMPLE_COLUMNS if t.startswith("INTEGER")} - {"feasible"}
 _REAL_COLUMNS = {c for c, t in SAMPLE_COLUMNS if t.startswith("REAL")}
 
 
 class DatasetError(ValueError):
     """The store is missing, is not a dataset, or does not match a request (one line)."""
+
+
+def _check_version(version) -> int:
+    if isinstance(version, bool) or version not in ENCODING_VERSIONS:
+        raise DatasetError(f"encoding version must be one of {', '.join(map(str, ENCODING_VERSIONS))}; "
+                           f"got {version!r}")
+    return int(version)
+
+
+def encoding_names(version: int = 1) -> tuple[str, ...]:
+    """Names of the numbers of column ``encoding`` in encoding ``version``: the hardware's
+    3 then the mapping's (`MappingSpace.encoding_names`), 31 in version 1, 34 in version 2."""
+    return _ENCODING_NAMES[_check_version(version)]
+
+
+def unit_names(version: int = 1) -> tuple[str, ...]:
+    """Names of the numbers of column ``u`` in encoding ``version``: layer, the 3 hardware
+    numbers, then the mapping's (``u_map0`` ...), 12 in version 1, 15 in version 2."""
+    return _UNIT_NAMES[_check_version(version)]
+
+
+def _list_widths(version: int) -> dict[str, int]:
+    """Length of each JSON list column in encoding ``version``."""
+    return {"u": len(unit_names(version)), "encoding": len(encoding_names(version))}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -192,10 +238,16 @@ class Store:
             conn.close()
             raise DatasetError(f"{p} is not an accelsim dataset (tables {sorted(tables)})")
         store = cls(conn, p)
-        schema = store.meta.get("schema")
+        meta = store.meta
+        schema = meta.get("schema")
         if schema != SCHEMA:
             conn.close()
             raise DatasetError(f"{p} has dataset schema {schema!r}; this version reads {SCHEMA!r}")
+        version = meta.get("encoding_version", 1)
+        if isinstance(version, bool) or version not in ENCODING_VERSIONS:
+            conn.close()
+            raise DatasetError(f"{p} has encoding version {version!r}; this version reads "
+                               f"{', '.join(map(str, ENCODING_VERSIONS))}")
         return store
 
     @classmethod
@@ -205,6 +257,8 @@ class Store:
 
         ``layer_rows``: (workload, layer_index, name, count, layer JSON) tuples."""
         p = _db_path(path)
+        if "encoding_version" in meta:
+            _check_version(meta["encoding_version"])
         conn = _connect(p)
         try:
             if _tables(conn):
@@ -261,6 +315,13 @@ class Store:
     @property
     def meta(self) -> dict:
         return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+
+    @property
+    def encoding_version(self) -> int:
+        """The dataset's encoding version: meta ``encoding_version``, 1 when absent (a
+        dataset made before versions existed)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'encoding_version'").fetchone()
+        return 1 if row is None else json.loads(row[0])
 
     def set_meta(self, **items) -> None:
         """Replace meta entries, in one transaction."""
@@ -379,32 +440,45 @@ def load_records(db, columns: Sequence[str] | None = None) -> list[dict]:
         return [dict(zip(cols, r)) for r in store.rows(cols)]
 
 
-def load_arrays(db) -> dict[str, np.ndarray]:
-    """Numeric view for surrogates: ``u`` (n, 12), ``encoding`` (n, 31), ``feasible``
-    (bool), ``idx``/``layer_index``/``dim``/``sp_kb``/``acc_kb`` (int64), and
-    cycles, energy_pj, area_mm2, edp, utilisation, the counters and busy cycles as
-    float64 with NaN where NULL."""
+def load_arrays(db) -> dict:
+    """Numeric view for surrogates: ``u`` (n, 12), ``encoding`` (n, 31) (15 and 34 in
+    encoding version 2; named by `unit_names` / `encoding_names` of the version),
+    ``feasible`` (bool), ``idx``/``layer_index``/``dim``/``sp_kb``/``acc_kb`` (int64),
+    and cycles, energy_pj, area_mm2, edp, utilisation, the counters and busy cycles as
+    float64 with NaN where NULL; and ``encoding_version``, the int that says what the
+    columns of ``u`` and ``encoding`` mean."""
     names = ["idx", "u", "encoding", "feasible", "layer_index", "dim", "sp_kb", "acc_kb", "cycles",
              "energy_pj", "area_mm2", "edp", "utilisation", *COUNT_KEYS, *(f"busy_{k}" for k in BUSY_KEYS)]
-    cols = load(db, names)
-    out: dict[str, np.ndarray] = {}
+    with _reader(db) as store:
+        version = store.encoding_version
+        cols = load(store, names)
+        path = store.path
+    widths = _list_widths(version)
+    out: dict = {}
     for name in names:
         v = cols[name]
         if name in _JSON_LIST_COLUMNS:
-            k = _JSON_LIST_COLUMNS[name]
-            out[name] = (np.array([json.loads(s) for s in v], dtype=np.float64) if v
-                         else np.zeros((0, k)))
+            k = widths[name]
+            rows = [json.loads(s) for s in v]
+            bad = next((i for i, r in enumerate(rows) if len(r) != k), None)
+            if bad is not None:
+                raise DatasetError(f"{path}: sample {cols['idx'][bad]} has {len(rows[bad])} numbers in column "
+                                   f"{name}; encoding version {version} has {k}")
+            out[name] = np.array(rows, dtype=np.float64).reshape(len(rows), k)
         elif name == "feasible":
             out[name] = np.array(v, dtype=bool)
         elif name in ("idx", "layer_index", "dim", "sp_kb", "acc_kb"):
             out[name] = np.array(v, dtype=np.int64)
         else:
             out[name] = np.array([np.nan if x is None else x for x in v], dtype=np.float64)
+    out["encoding_version"] = version
     return out
 
 
 def decode_record(record: dict):
-    """(Layer, HardwareConfig, Mapping, Result) of one record from `load_records`."""
+    """(Layer, HardwareConfig, Mapping, Result) of one record from `load_records` (of
+    either encoding version: the Mapping carries its stored buffering, all double
+    when its JSON has no ``buffers``)."""
     from hw.config import HardwareConfig
     from hw.layer import Layer
     from hw.mapping import Mapping
@@ -447,10 +521,12 @@ def _stats(values) -> dict | None:
 
 
 def summary(db) -> dict:
-    """Counts and ranges of a dataset: total, feasible, infeasible reasons (kinds, most
-    frequent first), min / median / max of cycles and EDP over the feasible samples."""
+    """Counts and ranges of a dataset: encoding version, total, feasible, infeasible
+    reasons (kinds, most frequent first), min / median / max of cycles and EDP over the
+    feasible samples."""
     with _reader(db) as store:
         meta = store.meta
+        version = store.encoding_version
         total = store.count()
         reasons = Counter()
         for reason, k in store.conn.execute(
@@ -463,6 +539,7 @@ def summary(db) -> dict:
     feasible = len(cyc)
     return {"path": str(store.path), "fidelity": meta.get("fidelity"), "workloads": meta.get("workloads"),
             "n": meta.get("n"), "seed": meta.get("seed"), "layers": len(meta.get("layers", [])),
+            "encoding_version": version,
             "total": total, "feasible": feasible, "infeasible": total - feasible,
             "reasons": reasons.most_common(), "cycles": _stats(cyc), "edp": _stats(edp)}
 
@@ -480,7 +557,7 @@ def format_summary(s: dict, *, wall_s: float | None = None, evaluated: int | Non
     pct = (100.0 * s["feasible"] / total) if total else 0.0
     lines = [f"dataset   {s['path']}",
              (f"          fidelity {s['fidelity']}, workloads {','.join(s['workloads'] or [])}, "
-              f"{s['layers']} layer shapes, seed {s['seed']}"),
+              f"{s['layers']} layer shapes, seed {s['seed']}, encoding version {s.get('encoding_version', 1)}"),
              f"samples   {total:,} of n = {s['n']:,}" + ("" if total == s["n"] else "  (incomplete)"),
              f"feasible  {s['feasible']:,} ({pct:.1f}%)   infeasible {s['infeasible']:,}"]
     for kind, k in s["reasons"][:top]:
@@ -505,11 +582,12 @@ def format_summary(s: dict, *, wall_s: float | None = None, evaluated: int | Non
 
 
 # ---- Parquet ------------------------------------------------------------------------------
-def _arrow_schema(pa):
+def _arrow_schema(pa, version: int = 1):
+    widths = _list_widths(version)
     fields = []
     for name, sqltype in SAMPLE_COLUMNS:
         if name in _JSON_LIST_COLUMNS:
-            t = pa.list_(pa.float64(), _JSON_LIST_COLUMNS[name])
+            t = pa.list_(pa.float64(), widths[name])
         elif name == "feasible":
             t = pa.bool_()
         elif name in _INT_COLUMNS:
@@ -527,20 +605,24 @@ def export_parquet(db_path, out_path, *, rows_per_group: int = 16384) -> int:
     ``db_path`` is a dataset directory, its dataset.sqlite, or an open `Store`.
 
     Column types: integers int64, reals float64, ``feasible`` bool, ``u`` and
-    ``encoding`` fixed-size lists of float64 (12 and 31), the JSON columns strings.
-    The file's key-value metadata holds ``accelsim.meta`` (the meta table as one JSON
-    object) and ``accelsim.layers`` (the layers table). Written to a temporary name and
-    renamed, so a reader never sees half a file."""
+    ``encoding`` fixed-size lists of float64 (12 and 31 in encoding version 1, 15 and
+    34 in version 2), the JSON columns strings. The file's key-value metadata holds
+    ``accelsim.meta`` (the meta table as one JSON object), ``accelsim.layers`` (the
+    layers table) and ``accelsim.encoding_version`` (the version, also for datasets
+    whose meta predates it). Written to a temporary name and renamed, so a reader never
+    sees half a file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out_path = Path(out_path)
     with _reader(db_path) as store:
         meta = store.meta
+        version = store.encoding_version
         layers = store.layer_table()
-        schema = _arrow_schema(pa).with_metadata({
+        schema = _arrow_schema(pa, version).with_metadata({
             b"accelsim.meta": json.dumps(meta, sort_keys=True).encode(),
-            b"accelsim.layers": json.dumps(layers).encode()})
+            b"accelsim.layers": json.dumps(layers).encode(),
+            b"accelsim.encoding_version": str(version).encode()})
         tmp = out_path.with_name(out_path.name + ".tmp")
         n = 0
         cur = store.rows()

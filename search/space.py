@@ -29,9 +29,10 @@ Three spaces, one job each:
     mappings, the exact or estimated count of fitting mappings (`size`), and batch
     array forms for vectorised cost models (`from_unit_arrays`, `fits_arrays`).
 
-`CoDesignSpace(layers, hw_space)`
-    The joint unit cube (`CODESIGN_UNIT_DIMS` = 12: layer, hardware, mapping) and a
-    reproducible, skippable scrambled Sobol sequence over it, for building datasets.
+`CoDesignSpace(layers, hw_space, version)`
+    The joint unit cube (layer, hardware, mapping: `CODESIGN_UNIT_DIMS_BY_VERSION`, 12
+    numbers in encoding version 1, 15 in version 2) and a reproducible, skippable
+    scrambled Sobol sequence over it, for building datasets.
 
 Mapping choices
 ---------------
@@ -78,8 +79,8 @@ Unit cubes (for sampling; separate from the encodings)
   sp_kb = MEM_KB[floor(u2 * 32)])`` (`HardwareSpace.from_unit`);
 * mapping, 8 numbers: ``u[i]`` (i < 7) picks choice ``floor(u[i] * len(choices(LOOPS[i])))``
   of loop i, ``u[7]`` picks order index ``floor(u[7] * 5040)`` (`MappingSpace.from_unit`);
-* joint, 12 numbers: ``u[0]`` picks the layer ``floor(u0 * len(layers))``, ``u[1:4]``
-  the hardware, ``u[4:12]`` the mapping (`CoDesignSpace.point`).
+* joint, 12 numbers (15 in version 2): ``u[0]`` picks the layer ``floor(u0 * len(layers))``,
+  ``u[1:4]`` the hardware, ``u[4:]`` the mapping's 8 (11) (`CoDesignSpace.point`).
 
 Each index is clipped to the last one, so u = 1 is allowed. A unit-cube mapping need not
 fit its hardware; datasets keep such samples with `Mapping.check`'s reason.
@@ -106,6 +107,7 @@ from hw.mapping import (DEFAULT_BUFFERS, LEVELS, OPERANDS, Mapping, MappingError
 __all__ = [
     "BUFFER_ENCODING_NAMES",
     "CODESIGN_UNIT_DIMS",
+    "CODESIGN_UNIT_DIMS_BY_VERSION",
     "ENCODING_VERSIONS",
     "DIMS",
     "ENCODING_NAMES",
@@ -135,7 +137,6 @@ _AXIS_VALUES = (DIMS, MEM_KB, MEM_KB)
 N_ORDERS = math.factorial(len(LOOPS))  # 5040
 HW_UNIT_DIMS = len(HW_AXES)
 UNIT_DIMS = len(LOOPS) + 1  # 8
-CODESIGN_UNIT_DIMS = 1 + HW_UNIT_DIMS + UNIT_DIMS  # 12
 ENCODING_NAMES = tuple([f"{lv}_{lp}" for lp in LOOPS for lv in LEVELS]
                        + [f"order_{lp}" for lp in LOOPS])
 #: Mapping encoding versions: 1 = the 28 inputs above (every tile double-buffered),
@@ -144,6 +145,9 @@ ENCODING_VERSIONS = (1, 2)
 BUFFER_ENCODING_NAMES = tuple(f"buffers_{op}" for op in OPERANDS)
 _ENC_NAMES = {1: ENCODING_NAMES, 2: ENCODING_NAMES + BUFFER_ENCODING_NAMES}
 _UNIT = {1: UNIT_DIMS, 2: UNIT_DIMS + len(OPERANDS)}
+#: Numbers of the joint unit cube (layer, hardware, mapping) per encoding version: 12, 15.
+CODESIGN_UNIT_DIMS_BY_VERSION = {v: 1 + HW_UNIT_DIMS + _UNIT[v] for v in ENCODING_VERSIONS}
+CODESIGN_UNIT_DIMS = CODESIGN_UNIT_DIMS_BY_VERSION[1]  # 12
 
 _METHODS = ("uniform", "sobol")
 _NL = len(LOOPS)
@@ -735,20 +739,69 @@ class MappingSpace:
 
 
 # ---- the joint space ---------------------------------------------------------------------
+def _check_version(v, name: str) -> int:
+    if isinstance(v, bool) or v not in ENCODING_VERSIONS:
+        raise SpaceError(f"{name} must be one of {ENCODING_VERSIONS}; got {v!r}")
+    return int(v)
+
+
+class _OfVersion:
+    """A `CoDesignSpace` attribute that depends on the encoding version: read on an
+    instance, that of its version; read on the class (as before there were versions),
+    version 1's. ``f(version, space_or_None)`` computes it."""
+
+    def __init__(self, f):
+        self.f = f
+        self.__doc__ = f.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        return self.f(1 if obj is None else obj.version, obj)
+
+
+def _sobol_of(version: int, space):
+    def sobol(n: int, seed: int = 0, skip: int = 0, *, version: int | None = None) -> np.ndarray:
+        """Points ``skip .. skip + n - 1`` (shape (n, `unit_dims`)) of the scrambled Sobol
+        sequence seeded with ``seed``: 100 points at once equal 50 and then 50 more with
+        skip=50. On the class, version 1's 12-dimensional sequence unless ``version`` says
+        otherwise; on an instance, that of its version."""
+        n = _check_int(n, "n", 0)
+        seed = _check_int(seed, "seed", 0)
+        skip = _check_int(skip, "skip", 0)
+        v = own if version is None else _check_version(version, "version")
+        if space is not None and v != own:
+            raise SpaceError(f"version {v} differs from this space's encoding version {own}")
+        sampler = _sobol_sampler(CODESIGN_UNIT_DIMS_BY_VERSION[v], seed)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The balance properties", category=UserWarning)
+            if skip:
+                sampler.fast_forward(skip)
+            return sampler.random(n)
+    own = version
+    return sobol
+
+
 @dataclass(frozen=True)
 class CoDesignSpace:
-    """Layers x hardware x mappings as one unit cube of `CODESIGN_UNIT_DIMS` = 12 numbers.
+    """Layers x hardware x mappings as one unit cube of `unit_dims` numbers:
+    `CODESIGN_UNIT_DIMS_BY_VERSION` (12 in encoding version 1, 15 in version 2).
 
     ``u[0]`` picks the layer ``floor(u0 * len(layers))``, ``u[1:4]`` the hardware
-    (`HardwareSpace.from_unit`) and ``u[4:12]`` the mapping (`MappingSpace.from_unit`
-    for that layer and hardware). ``layers`` may be given as any sequence; it is stored
-    as a tuple.
+    (`HardwareSpace.from_unit`) and ``u[4:]`` the mapping (`MappingSpace.from_unit` of
+    that layer and hardware in this ``version``: 8 numbers, or 11 with the buffering).
+    ``layers`` may be given as any sequence; it is stored as a tuple. Version 1's
+    points and their meaning are those of the space before versions existed.
+    `unit_dims` and `sobol` read on the class itself are version 1's.
     """
 
     layers: tuple
     hw_space: HardwareSpace = field(default_factory=HardwareSpace)
+    version: int = 1
 
-    unit_dims: ClassVar[int] = CODESIGN_UNIT_DIMS
+    unit_dims = _OfVersion(lambda v, _: CODESIGN_UNIT_DIMS_BY_VERSION[v])
+    sobol = _OfVersion(_sobol_of)
 
     def __post_init__(self):
         if isinstance(self.layers, (str, Layer)) or not isinstance(self.layers, Sequence):
@@ -761,30 +814,17 @@ class CoDesignSpace:
                 raise SpaceError(f"CoDesignSpace.layers[{i}] must be a Layer; got {type(layer).__name__}")
         if not isinstance(self.hw_space, HardwareSpace):
             raise SpaceError(f"CoDesignSpace.hw_space must be a HardwareSpace; got {type(self.hw_space).__name__}")
+        _check_version(self.version, "CoDesignSpace.version")
         object.__setattr__(self, "layers", layers)
 
     def mapping_space(self, layer_index: int, hw: HardwareConfig) -> MappingSpace:
-        """The `MappingSpace` of layer ``layers[layer_index]`` on ``hw``."""
+        """The `MappingSpace` (of this version) of layer ``layers[layer_index]`` on ``hw``."""
         i = _check_int(layer_index, "layer index", 0, len(self.layers) - 1)
-        return MappingSpace(hw, self.layers[i])
+        return MappingSpace(hw, self.layers[i], self.version)
 
     def point(self, u) -> tuple[int, HardwareConfig, Mapping]:
-        """Unit-cube point (12 numbers in [0, 1]) -> (layer index, hardware, mapping)."""
-        a = _unit_vector(u, CODESIGN_UNIT_DIMS, "co-design unit point")
+        """Unit-cube point (`unit_dims` numbers in [0, 1]) -> (layer index, hardware, mapping)."""
+        a = _unit_vector(u, self.unit_dims, "co-design unit point")
         li = int(unit_index(a[0], len(self.layers)))
         hw = self.hw_space.from_unit(a[1:1 + HW_UNIT_DIMS])
-        return li, hw, MappingSpace(hw, self.layers[li]).from_unit(a[1 + HW_UNIT_DIMS:])
-
-    @staticmethod
-    def sobol(n: int, seed: int = 0, skip: int = 0) -> np.ndarray:
-        """Points ``skip .. skip + n - 1`` (shape (n, 12)) of the scrambled Sobol sequence
-        seeded with ``seed``: 100 points at once equal 50 and then 50 more with skip=50."""
-        n = _check_int(n, "n", 0)
-        seed = _check_int(seed, "seed", 0)
-        skip = _check_int(skip, "skip", 0)
-        sampler = _sobol_sampler(CODESIGN_UNIT_DIMS, seed)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The balance properties", category=UserWarning)
-            if skip:
-                sampler.fast_forward(skip)
-            return sampler.random(n)
+        return li, hw, MappingSpace(hw, self.layers[li], self.version).from_unit(a[1 + HW_UNIT_DIMS:])

@@ -67,8 +67,12 @@ def cycle_budget(words: Sequence[int], hw: HardwareConfig) -> int:
     """Watchdog budget: 4x a pessimistic serial estimate of the program plus 20k cycles.
 
     Every instruction is charged its own work with no overlap: DRAM rows at the lower of
-    the bus and DRAM rates plus a full latency per `dma_max_inflight` requests, and one
-    cycle per local row; a correct run always finishes well inside it."""
+    the bus and DRAM rates plus a full latency per `dma_max_inflight` requests, one cycle
+    per local row, and the wait a hazard can put before it (single-buffered tiles
+    serialise them): a whole DRAM latency per MVIN / MVOUT and the array's drain
+    (2 x dim) per PRELOAD / COMPUTE. A correct run always finishes well inside it (the
+    seed-102 block13.dw case of scripts/validate_cost.py, 25 one-row steps per group,
+    once ran past the budget without the hazard terms)."""
     rate = max(1, min(hw.dma_bus_bytes, hw.dram_bytes_per_cycle))
     acc_full = False
     total = 0
@@ -79,9 +83,10 @@ def cycle_budget(words: Sequence[int], hw: HardwareConfig) -> int:
         elif op in (Op.MVIN, Op.MVOUT):
             elem = 4 if f["acc"] and (op == Op.MVIN or acc_full) else 1
             nbytes = f["rows"] * (f["cols"] * elem + hw.dma_bus_bytes)
-            total += nbytes // rate + f["rows"] * (1 + hw.dram_latency // hw.dma_max_inflight) + 2
+            total += (nbytes // rate + f["rows"] * (1 + hw.dram_latency // hw.dma_max_inflight) + 2
+                      + hw.dram_latency)
         elif op in (Op.PRELOAD, Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED):
-            total += f.get("rows", 1) + 2
+            total += f.get("rows", 1) + 2 + 2 * hw.dim
         else:
             total += 1
     return 4 * (total + 2 * hw.dram_latency + 4 * hw.dim) + 20_000

@@ -1,6 +1,7 @@
 """search.collect: the samples are the co-design space's Sobol points, the records equal
 the evaluators' own results, collections are deterministic and resumable (the kill test),
-extensible, exportable, and the CLI fails with one line."""
+extensible, exportable, in either encoding version (a DIR keeps its own; version 2 varies
+the buffering), and the CLI fails with one line."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 import cost
+from hw.mapping import DEFAULT_BUFFERS, Mapping
 from hw.result import Result
 from search.collect import (
     CollectError,
@@ -32,16 +34,18 @@ from search.collect import (
     mapping_json,
     space_layers,
 )
-from search.dataset import COLUMN_NAMES, DB_NAME, PARQUET_NAME, DatasetError, Store, load, load_records
+from search.dataset import (COLUMN_NAMES, DB_NAME, PARQUET_NAME, DatasetError, Store, decode_record, encoding_names,
+                            load, load_arrays, load_records, unit_names)
 from search.space import CoDesignSpace, HardwareSpace, MappingSpace
 
 ROOT = Path(__file__).resolve().parents[2]
 FOUR = ["resnet50", "bert", "unet", "retinanet"]
 
 
-def _spec(workloads=FOUR, fidelity="analytical", seed=0) -> Spec:
+def _spec(workloads=FOUR, fidelity="analytical", seed=0, version=2) -> Spec:
+    """The Spec of a collection (version 2, a new DIR's default, unless told)."""
     layers, entries, _ = space_layers(workloads)
-    return Spec(fidelity, tuple(layers), tuple(",".join(e["workloads"]) for e in entries), seed)
+    return Spec(fidelity, tuple(layers), tuple(",".join(e["workloads"]) for e in entries), seed, version=version)
 
 
 def _run(out, **kw):
@@ -67,25 +71,37 @@ def test_space_layers_dedupe_across_workloads():
     assert sum(r[3] for r in rows2 if r[0] == "bert") == 360          # bert's repeat counts kept
 
 
-def test_decoding_is_codesign_point_and_encodings():
-    spec = _spec()
-    u = CoDesignSpace.sobol(120, seed=3)
-    dec = decode_units(spec, u)
+@pytest.mark.parametrize("version", [1, 2])
+def test_decoding_is_codesign_point_and_encodings(version):
+    spec = _spec(version=version)
     space = spec.space
+    u = space.sobol(120, seed=3)
+    assert u.shape == (120, {1: 12, 2: 15}[version]) and space.unit_dims == u.shape[1]
+    if version == 1:   # version 1's points are the class's (those of every dataset made before versions)
+        np.testing.assert_array_equal(u, CoDesignSpace.sobol(120, seed=3))
+    dec = decode_units(spec, u)
+    assert dec["encoding"].shape == (120, len(encoding_names(version))) == (120, {1: 31, 2: 34}[version])
     for i in range(len(u)):
         li, hw, m = space.point(u[i])
         assert (li, hw.dim, hw.sp_kb, hw.acc_kb) == (dec["layer"][i], dec["dim"][i], dec["sp_kb"][i],
                                                      dec["acc_kb"][i])
-        ms = MappingSpace(hw, spec.layers[li])
-        assert MappingSpace.mapping_from_arrays(dec["factors"][i], dec["order"][i]) == m
+        ms = MappingSpace(hw, spec.layers[li], version)
+        assert MappingSpace.mapping_from_arrays(dec["factors"][i], dec["order"][i]) == Mapping(m.factors, m.order)
+        assert tuple(dec["buffers"][i]) == m.buffers
         enc = np.concatenate([HardwareSpace().encode(hw), ms.encode(m)])
         assert np.array_equal(dec["encoding"][i], enc)
-        assert mapping_json(dec["factors"][i].ravel().tolist(), dec["order"][i].tolist()) == m.to_json()
+        assert mapping_json(dec["factors"][i].ravel().tolist(), dec["order"][i].tolist(),
+                            dec["buffers"][i].tolist()) == m.to_json()
+    if version == 1:
+        assert (dec["buffers"] == 2).all()
+    else:
+        assert len({tuple(b) for b in dec["buffers"].tolist()}) == 8
 
 
-def test_analytical_records_equal_cost_evaluate():
-    spec = _spec()
-    u = CoDesignSpace.sobol(128, seed=1)
+@pytest.mark.parametrize("version", [1, 2])
+def test_analytical_records_equal_cost_evaluate(version):
+    spec = _spec(version=version)
+    u = spec.space.sobol(128, seed=1)
     rows, fatal = evaluate_chunk(spec, np.arange(128), u)
     assert fatal is None
     kinds = set()
@@ -162,6 +178,101 @@ def test_summary_cli(tmp_path, capsys):
     assert "samples   80 of n = 80" in out and "feasible" in out and "cycles" in out
 
 
+# ---- encoding versions -------------------------------------------------------------------
+@pytest.mark.parametrize("version", [1, 2])
+def test_each_version_created_resumed_extended_and_read_back(tmp_path, capsys, version):
+    out, ref = tmp_path / "v", tmp_path / "ref"
+    _run(out, n=150, batch=64, encoding=version)
+    with Store.open(out) as s:
+        meta = s.meta
+        assert s.encoding_version == meta["encoding_version"] == version
+    assert meta["encoding_names"] == list(encoding_names(version))
+    assert meta["unit_names"] == list(unit_names(version))
+    # resumed and extended without --encoding: the DIR's version
+    assert _run(out, n=300, batch=64)["evaluated"] == 150
+    assert main(["--fidelity", "analytical", "--workloads", "bert", "--n", "300", "--seed", "0", "--out", str(out),
+                 "--workers", "1", "--quiet", "--encoding", str(version)]) == 0   # its own version: nothing to do
+    assert "nothing to evaluate" in capsys.readouterr().out
+    _run(ref, n=300, batch=300, encoding=version)
+    recs = _rows(out)
+    assert [r["idx"] for r in recs] == list(range(300)) and recs == _rows(ref)
+    arr = load_arrays(out)
+    width_u, width_enc = {1: (12, 31), 2: (15, 34)}[version]
+    assert arr["encoding_version"] == version
+    assert arr["u"].shape == (300, width_u) and arr["encoding"].shape == (300, width_enc)
+    np.testing.assert_array_equal(arr["u"], CoDesignSpace.sobol(300, seed=0, version=version))
+    buffers = {decode_record(r)[2].buffers for r in recs}
+    assert (buffers == {DEFAULT_BUFFERS}) if version == 1 else (len(buffers) == 8)
+    assert all(('"buffers"' in r["mapping"]) == (decode_record(r)[2].buffers != DEFAULT_BUFFERS) for r in recs)
+    if version == 2:
+        np.testing.assert_array_equal(arr["encoding"][:, 31:] + 1,
+                                      [decode_record(r)[2].buffers for r in recs])
+    assert main(["--summary", str(out)]) == 0
+    assert f"encoding version {version}" in capsys.readouterr().out
+
+
+def test_version_2_varies_the_buffering_and_records_equal_cost_evaluate(tmp_path):
+    """Every record of a version-2 collection is `cost.evaluate` of its decoded Mapping
+    objects (an independent path: no arrays), with the buffering its unit point picks."""
+    out = tmp_path / "v2"
+    _run(out, n=400, encoding=2)
+    spec = _spec(["bert"])
+    patterns, feasible_single = set(), 0
+    for rec in _rows(out):
+        layer, hw, m, res = decode_record(rec)
+        u = json.loads(rec["u"])
+        li = int(u[0] * len(spec.layers))
+        assert layer == spec.layers[li] and len(u) == 15
+        ms = MappingSpace(hw, layer, version=2)
+        assert m.buffers == tuple(ms.buffers_from_unit(np.array([u[4:]]))[0].tolist())
+        r = cost.evaluate(hw, m, layer)
+        assert res == r and rec["result"] == r.to_json()
+        assert (rec["feasible"], rec["reason"], rec["cycles"]) == (int(r.feasible), r.reason, r.cycles)
+        patterns.add(m.buffers)
+        feasible_single += r.feasible and m.buffers != DEFAULT_BUFFERS
+    assert patterns == {(a, b, c) for a in (1, 2) for b in (1, 2) for c in (1, 2)}
+    assert feasible_single > 0
+
+
+def test_a_dataset_from_before_versions_resumes_as_version_1(tmp_path, capsys):
+    """A DIR whose meta has no encoding_version (every dataset made before this change) is
+    version 1: it resumes and extends as such, reads back as such, and refuses --encoding 2."""
+    old, ref = tmp_path / "old", tmp_path / "ref"
+    _run(old, n=100, batch=64, encoding=1)
+    with Store.open(old) as s:                     # the meta an old collector wrote
+        with s._transaction():
+            s.conn.execute("DELETE FROM meta WHERE key IN ('encoding_version', 'unit_names')")
+        assert "encoding_version" not in s.meta and s.encoding_version == 1
+    assert load_arrays(old)["encoding_version"] == 1
+    assert _run(old, n=200, batch=64)["evaluated"] == 100
+    _run(ref, n=200, encoding=1)
+    assert _rows(old) == _rows(ref)
+    assert load_arrays(old)["u"].shape == (200, 12)
+    message = f"{old} holds a collection with --encoding 1; this run asks --encoding 2"
+    with pytest.raises(CollectError, match=message):
+        _run(old, n=200, encoding=2)
+    assert main(["--fidelity", "analytical", "--workloads", "bert", "--n", "200", "--out", str(old), "--quiet",
+                 "--encoding", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert _count(old) == 200
+
+
+def test_parquet_export_of_a_version_2_collection(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert main(["--fidelity", "analytical", "--workloads", "bert", "--n", "64", "--out", str(tmp_path),
+                 "--workers", "1", "--quiet", "--parquet", "--encoding", "2"]) == 0
+    table = pq.read_table(tmp_path / PARQUET_NAME)
+    assert table.schema.field("u").type == pa.list_(pa.float64(), 1 + 3 + 11)
+    assert table.schema.field("encoding").type == pa.list_(pa.float64(), 3 + 31)
+    assert table.schema.metadata[b"accelsim.encoding_version"] == b"2"
+    assert json.loads(table.schema.metadata[b"accelsim.meta"])["encoding_version"] == 2
+    arr = load_arrays(tmp_path)
+    np.testing.assert_array_equal(np.array(table.column("u").to_pylist()), arr["u"])
+    np.testing.assert_array_equal(np.array(table.column("encoding").to_pylist()), arr["encoding"])
+
+
 # ---- the kill test ---------------------------------------------------------------------
 def _count(out: Path) -> int:
     if not (out / DB_NAME).exists():
@@ -180,25 +291,29 @@ SMALL = [{"name": "gemm", "gemm": {"m": 64, "k": 96, "n": 48}},
          {"name": "proj", "gemm": {"m": 196, "k": 24, "n": 64}}]
 
 
-def test_kill_9_twenty_times_then_finish_equals_uninterrupted(tmp_path):
-    """SIGKILL the collector 20 times at random moments, then let it finish: the dataset is
-    the uninterrupted one (indices 0..n-1 once each, every column equal)."""
+@pytest.mark.parametrize("version, kills, seconds, least_mid_run", [(2, 20, 12, 8), (1, 6, 4, 2)],
+                         ids=["version2-20-kills", "version1-6-kills"])
+def test_kill_9_then_finish_equals_uninterrupted(tmp_path, version, kills, seconds, least_mid_run):
+    """SIGKILL the collector ``kills`` times at random moments (``--encoding version``),
+    then let it finish: the dataset is the uninterrupted one (indices 0..n-1 once each,
+    every column equal). The version-1 collection is finished without ``--encoding``: a
+    resumed DIR keeps its own version."""
     wl = tmp_path / "small.json"
     wl.write_text(json.dumps(SMALL))
     batch = 8
-    # Calibrate n so that an uninterrupted run lasts about 12 s on this machine: the 20
-    # kills (0.05 .. 1 s after a run starts, about 8 s of progress in all) then land in the
+    # Calibrate n so that an uninterrupted run lasts about ``seconds`` on this machine: the
+    # kills (0.05 .. 1 s after a run starts, about 8 s of progress for 20) then land in the
     # middle of it, and the last run finishes it.
     # Two calibration runs, so that the fixed start-up cost cancels out of the rate.
     CoDesignSpace.sobol(1)                                  # imports done before timing
-    _run(tmp_path / "warm", workloads=str(wl), n=64, batch=batch)   # compiled model loaded
+    _run(tmp_path / "warm", workloads=str(wl), n=64, batch=batch, encoding=version)   # compiled model loaded
     times = []
     for size in (320, 2560):
         t0 = time.perf_counter()
-        _run(tmp_path / f"calibrate{size}", workloads=str(wl), n=size, batch=batch)
+        _run(tmp_path / f"calibrate{size}", workloads=str(wl), n=size, batch=batch, encoding=version)
         times.append(time.perf_counter() - t0)
     rate = (2560 - 320) / max(times[1] - times[0], 1e-3)
-    n = int(min(1 << 20, max(1024, rate * 12)) // batch * batch)
+    n = int(min(1 << 20, max(1024, rate * seconds)) // batch * batch)
 
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "search.collect", "--fidelity", "analytical", "--workloads", str(wl),
@@ -207,11 +322,12 @@ def test_kill_9_twenty_times_then_finish_equals_uninterrupted(tmp_path):
     rng = random.Random(1234)
     mid_run = 0
     progress = []
-    for k in range(20):
+    for k in range(kills):
         before = _count(out)
         err = tmp_path / f"stderr{k}"
         with open(err, "wb") as fh:
-            p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=fh)
+            p = subprocess.Popen(cmd + ["--encoding", str(version)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=fh)
         # Three times in four, wait for the run to start (its progress bar appears once the
         # store is open); otherwise kill at a moment counted from launch (imports, creation).
         started = False
@@ -229,16 +345,19 @@ def test_kill_9_twenty_times_then_finish_equals_uninterrupted(tmp_path):
             progress.append((k, started, before, after))
         else:
             assert p.returncode == 0, err.read_text()
-    assert mid_run >= 8, f"only {mid_run} kills landed mid-run (n={n}, rate {rate:.0f}/s): {progress}"
+    assert mid_run >= least_mid_run, f"only {mid_run} kills landed mid-run (n={n}, rate {rate:.0f}/s): {progress}"
     assert 0 < _count(out) < n
 
-    done = subprocess.run(cmd + ["--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    finish = cmd + ["--quiet"] + (["--encoding", "2"] if version == 2 else [])   # version 1: the DIR's own
+    done = subprocess.run(finish, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
 
-    _run(tmp_path / "reference", workloads=str(wl), n=n, seed=11, batch=n)
+    _run(tmp_path / "reference", workloads=str(wl), n=n, seed=11, batch=n, encoding=version)
     killed, reference = _rows(out), _rows(tmp_path / "reference")
     assert [r["idx"] for r in killed] == list(range(n))
     assert killed == reference
+    assert load_arrays(out)["encoding_version"] == version
+    assert len(json.loads(killed[0]["u"])) == {1: 12, 2: 15}[version]
 
 
 # ---- RTL path (the simulator replaced by a stand-in; the real one is in the slow test) ----------

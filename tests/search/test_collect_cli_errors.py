@@ -1,9 +1,11 @@
 """`python -m search.collect`: every count-like option has a range, the disk must hold
-the collection, options without effect are errors, and all of it is one ``error:``
-line and exit 2 before anything is written."""
+the collection, options without effect are errors, an ``--encoding`` other than the
+DIR's own is an error, and all of it is one ``error:`` line and exit 2 before anything
+is written."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
@@ -112,8 +114,35 @@ def test_the_disk_must_hold_the_collection(capsys, base, monkeypatch):
                    "only 100.0 MB are free there", out)
 
 
+@pytest.mark.parametrize("stored, asked", [(1, 2), (2, 1)])
+def test_encoding_other_than_the_dirs_own_is_one_line(capsys, tmp_path, stored, asked):
+    out = tmp_path / "o"
+    col.collect(out, fidelity="analytical", workloads="bert", n=20, workers=1, encoding=stored, stream=io.StringIO())
+    before = (out / "dataset.sqlite").read_bytes()
+    argv = ["--fidelity", "analytical", "--workloads", "bert", "--n", "40", "--out", str(out), "--quiet",
+            "--workers", "1"]
+    one_line_error(capsys, argv + ["--encoding", str(asked)],
+                   f"{out} holds a collection with --encoding {stored}; this run asks --encoding {asked} "
+                   "(omit --encoding to resume it, or use another --out)")
+    assert (out / "dataset.sqlite").read_bytes() == before      # nothing written: not even the larger n
+    assert col.main(argv + ["--encoding", str(stored)]) == 0   # its own version resumes it (and extends it)
+    assert col.main(argv) == 0
+    capsys.readouterr()
+
+
+def test_bad_encoding_values_are_one_line(capsys, base):
+    argv, out = base
+    one_line_error(capsys, argv + ["--n", "10", "--encoding", "3"], "argument --encoding: invalid choice: 3", out)
+    one_line_error(capsys, argv + ["--n", "10", "--encoding", "two"], "argument --encoding: invalid int value: 'two'",
+                   out)
+    with pytest.raises(col.CollectError, match=r"^--encoding must be one of 1, 2; got 0$"):
+        col.collect(out, fidelity="analytical", workloads="bert", n=10, encoding=0)
+    assert not out.exists()
+
+
 def test_summary_takes_no_other_option(capsys, tmp_path):
-    for extra in (["--seed", "3"], ["--quiet"], ["--parquet"], ["--timeout", "5"], ["--models", "exact"]):
+    for extra in (["--seed", "3"], ["--quiet"], ["--parquet"], ["--timeout", "5"], ["--models", "exact"],
+                  ["--encoding", "1"]):
         one_line_error(capsys, ["--summary", str(tmp_path)] + extra, "--summary takes no other option; got --")
 
 

@@ -1,5 +1,6 @@
 """search.dataset: the SQLite store (creation, atomic batches, done indices, unit points,
-meta), the readers, the summary and the Parquet export."""
+meta), the readers, the summary and the Parquet export, for datasets of both encoding
+versions and those made before versions existed (no ``encoding_version``: version 1)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from search.dataset import (
     DB_NAME,
     ENCODING_NAMES,
     SAMPLE_COLUMNS,
+    UNIT_NAMES,
     DatasetError,
     Store,
     decode_record,
+    encoding_names,
     export_parquet,
     format_summary,
     load,
@@ -28,7 +31,9 @@ from search.dataset import (
     load_records,
     reason_kind,
     summary,
+    unit_names,
 )
+from search.space import BUFFER_ENCODING_NAMES
 from search.space import ENCODING_NAMES as MAPPING_ENCODING_NAMES
 
 LAYER = Layer.gemm("fc", m=8, k=16, n=4)
@@ -37,13 +42,19 @@ MAPPING = Mapping.for_layer(LAYER, array={"C": 4, "K": 4})
 META = {"fidelity": "analytical", "workloads": ["toy"], "n": 4, "seed": 0,
         "layers": [{"index": 0, "layer": LAYER.to_dict(), "workloads": {"toy": {"name": "fc", "count": 1}}}]}
 LAYER_ROWS = [("toy", 0, "fc", 1, LAYER.to_json())]
+# Version 2: a single-buffered input tile (the mapping JSON then names its buffers).
+META_V2 = {**META, "encoding_version": 2, "encoding_names": list(encoding_names(2)), "unit_names": list(unit_names(2))}
+MAPPING_V2 = Mapping.for_layer(LAYER, array={"C": 4, "K": 4}, buffers=(1, 2, 2))
 
 
-def _row(i: int, r: Result) -> tuple:
-    """A samples row built by hand (the collector builds the same from its evaluators)."""
-    u = [i / 10] * 12
-    enc = [0.5] * len(ENCODING_NAMES)
-    return (i, json.dumps(u), 0, "toy", "fc", LAYER.to_json(), HW.to_json(), MAPPING.to_json(), HW.dim,
+def _row(i: int, r: Result, version: int = 1, width: tuple | None = None) -> tuple:
+    """A samples row built by hand (the collector builds the same from its evaluators);
+    ``width``: (u, encoding) lengths other than the version's."""
+    nu, ne = width or (len(unit_names(version)), len(encoding_names(version)))
+    u = [i / 10] * nu
+    enc = [0.5] * ne
+    mapping = MAPPING if version == 1 else MAPPING_V2
+    return (i, json.dumps(u), 0, "toy", "fc", LAYER.to_json(), HW.to_json(), mapping.to_json(), HW.dim,
             HW.sp_kb, HW.acc_kb, json.dumps(enc), r.to_json(), int(r.feasible), r.reason, r.cycles, r.energy_pj,
             r.area_mm2, r.edp, r.utilisation, *(r.counts[k] for k in COUNT_KEYS),
             *(r.busy[k] for k in BUSY_KEYS))
@@ -65,7 +76,14 @@ ROWS = [_row(0, _ok(100)), _row(1, _bad("output tile needs 40 accumulator rows d
 
 @pytest.fixture
 def store(tmp_path):
+    """A dataset whose meta has no encoding_version (as every one made before versions)."""
     with Store.create(tmp_path, META, LAYER_ROWS) as s:
+        yield s
+
+
+@pytest.fixture
+def store_v2(tmp_path):
+    with Store.create(tmp_path, META_V2, LAYER_ROWS) as s:
         yield s
 
 
@@ -170,6 +188,58 @@ def test_load_forms(store):
 def test_encoding_names():
     assert ENCODING_NAMES[:3] == ("hw_dim", "hw_acc_kb", "hw_sp_kb")
     assert ENCODING_NAMES[3:] == tuple(MAPPING_ENCODING_NAMES) and len(ENCODING_NAMES) == 31
+    assert encoding_names() == encoding_names(1) == ENCODING_NAMES
+    assert encoding_names(2) == ENCODING_NAMES + BUFFER_ENCODING_NAMES and len(encoding_names(2)) == 3 + 31
+    assert unit_names(1) == UNIT_NAMES and len(UNIT_NAMES) == 12 and UNIT_NAMES[-1] == "u_map7"
+    assert unit_names(2) == UNIT_NAMES + ("u_map8", "u_map9", "u_map10") and len(unit_names(2)) == 1 + 3 + 11
+    with pytest.raises(DatasetError, match=r"^encoding version must be one of 1, 2; got 3$"):
+        encoding_names(3)
+    with pytest.raises(DatasetError, match=r"^encoding version must be one of 1, 2; got True$"):
+        unit_names(True)
+
+
+# ---- encoding versions ------------------------------------------------------------------
+def test_a_dataset_without_encoding_version_reads_as_version_1(store, tmp_path):
+    store.insert(ROWS)
+    assert "encoding_version" not in store.meta and store.encoding_version == 1
+    arr = load_arrays(tmp_path)
+    assert arr["encoding_version"] == 1 and arr["u"].shape == (4, 12) and arr["encoding"].shape == (4, 31)
+    assert summary(tmp_path)["encoding_version"] == 1
+    assert decode_record(load_records(tmp_path)[0])[2].buffers == (2, 2, 2)
+    # a version-1 row with a version-2 width is not silently read
+    store.insert([_row(4, _ok(5), width=(15, 34))])
+    with pytest.raises(DatasetError, match=r"sample 4 has 15 numbers in column u; encoding version 1 has 12"):
+        load_arrays(store)
+
+
+def test_version_2_store_and_readers(store_v2, tmp_path):
+    rows = [_row(i, res, 2) for i, res in enumerate([_ok(100), _bad("x"), _ok(300)])]
+    store_v2.insert(rows)
+    with Store.open(tmp_path, readonly=True) as again:
+        assert again.encoding_version == 2 and again.meta["encoding_names"] == list(encoding_names(2))
+    arr = load_arrays(tmp_path)
+    assert arr["encoding_version"] == 2
+    assert arr["u"].shape == (3, 15) and arr["encoding"].shape == (3, 34)
+    assert arr["cycles"][0] == 100.0 and arr["feasible"].tolist() == [True, False, True]
+    cols = load(tmp_path, ["idx", "mapping"])
+    assert cols["idx"] == [0, 1, 2] and all('"buffers": {"input": 1' in m for m in cols["mapping"])
+    layer, hw, mapping, result = decode_record(load_records(tmp_path)[2])
+    assert (layer, hw, mapping, result) == (LAYER, HW, MAPPING_V2, _ok(300)) and mapping.buffers == (1, 2, 2)
+    s = summary(tmp_path)
+    assert s["encoding_version"] == 2 and (s["total"], s["feasible"]) == (3, 2)
+    assert "encoding version 2" in format_summary(s)
+    store_v2.insert([_row(3, _ok(5), width=(12, 31))])          # a version-1 row in a version-2 dataset
+    with pytest.raises(DatasetError, match=r"sample 3 has 12 numbers in column u; encoding version 2 has 15"):
+        load_arrays(tmp_path)
+
+
+def test_unknown_encoding_versions_are_refused(tmp_path):
+    with pytest.raises(DatasetError, match=r"^encoding version must be one of 1, 2; got 3$"):
+        Store.create(tmp_path, {**META, "encoding_version": 3}, LAYER_ROWS)
+    with Store.create(tmp_path, META, LAYER_ROWS) as s:
+        s.set_meta(encoding_version=7)               # a dataset from a later toolkit
+    with pytest.raises(DatasetError, match=r"has encoding version 7; this version reads 1, 2"):
+        Store.open(tmp_path)
 
 
 # ---- summary ----------------------------------------------------------------------------
@@ -207,3 +277,23 @@ def test_export_parquet_round_trip(store, tmp_path):
     assert meta["fidelity"] == "analytical" and meta["n"] == 4
     assert json.loads(table.schema.metadata[b"accelsim.layers"])[0]["name"] == "fc"
     assert not (tmp_path / "out.parquet.tmp").exists()
+    # a dataset without encoding_version: version 1's widths, and the version recorded
+    import pyarrow as pa
+    assert table.schema.field("u").type == pa.list_(pa.float64(), 12)
+    assert table.schema.field("encoding").type == pa.list_(pa.float64(), 31)
+    assert table.schema.metadata[b"accelsim.encoding_version"] == b"1"
+
+
+def test_export_parquet_of_version_2(store_v2, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    store_v2.insert([_row(i, _ok(100 + i), 2) for i in range(3)])
+    path = tmp_path / "v2.parquet"
+    assert export_parquet(store_v2, path) == 3
+    table = pq.read_table(path)
+    assert table.schema.field("u").type == pa.list_(pa.float64(), 1 + 3 + 11)
+    assert table.schema.field("encoding").type == pa.list_(pa.float64(), 3 + 31)
+    assert table.schema.metadata[b"accelsim.encoding_version"] == b"2"
+    assert json.loads(table.schema.metadata[b"accelsim.meta"])["encoding_version"] == 2
+    assert table.column("encoding").to_pylist() == [[0.5] * 34] * 3
+    assert table.column("mapping").to_pylist() == [MAPPING_V2.to_json()] * 3

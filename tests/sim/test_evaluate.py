@@ -57,6 +57,22 @@ def test_forced_hang_comes_back_infeasible(cache):
     assert not r.feasible and r.reason.startswith("watchdog")
 
 
+def test_watchdog_budget_covers_serial_single_buffered_steps(cache):
+    """One-row steps with a single-buffered weight tile run one DRAM latency and one
+    drain per step back to back; the watchdog's budget must leave a wide margin (it
+    once came within 1.1x at DIM 32 and stopped a correct run of scripts/validate_cost.py)."""
+    from sim.compiler import compile_layer
+    from sim.evaluate import cycle_budget
+
+    layer = Layer(name="dw5s2", n=1, k=16, c=16, p=1, q=1, r=5, s=5, stride=2, padding=2, groups=16)
+    m = Mapping.for_layer(layer, spad={}, array={}, order=("K", "R", "S", "P", "C", "N", "Q"),
+                          buffers={"input": 2, "weight": 1, "output": 2})
+    assert m.check(CFG4, layer)
+    r = evaluate(CFG4, m, layer, cache_dir=cache)
+    assert r.verified
+    assert cycle_budget(compile_layer(CFG4, m, layer).program.words, CFG4) >= 4 * r.cycles
+
+
 def test_evaluate_many_keeps_order(cache):
     items = [(CFG4, default_mapping(CFG4, layer), layer) for layer in LAYERS[:3]]
     results = evaluate_many(items, workers=2, progress=False, cache_dir=cache)
