@@ -211,6 +211,19 @@ def _db_path(path) -> Path:
     return p / DB_NAME if p.is_dir() else p
 
 
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection):
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the body raises (one writer's batch:
+    after a kill, all of it is stored or none). Shared with `search.runs`."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class Store:
     """An open dataset file (see the module docstring). Use as a context manager."""
 
@@ -336,16 +349,8 @@ class Store:
                 for w, i, n, c, lj in cur]
 
     # ---- samples ------------------------------------------------------------------------
-    @contextmanager
     def _transaction(self):
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the body raises."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        return immediate_transaction(self.conn)
 
     def insert(self, rows: Sequence[tuple]) -> None:
         """Insert sample rows (tuples in `SAMPLE_COLUMNS` order) in one transaction.

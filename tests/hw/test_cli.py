@@ -144,7 +144,7 @@ def test_mapping_from_args(tmp_path):
 def test_mapping_help_mentions_workload_only_when_asked():
     p = cli.OneLineParser()
     cli.add_mapping_argument(p, workload=True)
-    assert _help_of(p)["mapping"].endswith("; --workload always uses default_mapping")
+    assert _help_of(p)["mapping"].endswith("; --workload takes auto or best for each layer")
     p = cli.OneLineParser()
     cli.add_mapping_argument(p)
     assert "--workload" not in _help_of(p)["mapping"]

@@ -1,0 +1,1 @@
+"""Optimizers: loops only (they ask models and acquisition functions, never fit or rank themselves)."""

@@ -1,0 +1,248 @@
+"""Spotlight from the command line: co-design a design and per-layer mappings.
+
+    python -m search.spotlight --workload resnet50 [--workloads a,b,c] [--fidelity analytical|rtl] \\
+        [--hw-iters 100] [--sw-iters 100] [--variant spotlight|v|a|r] [--seed S] \\
+        [--objective edp|cycles|energy] [--area-budget MM2] [--name NAME | --run-dir DIR] \\
+        [--workers W] [--sw-pool N] [--sw-batch K] [--quiet]
+    python -m search.spotlight --verify DIR [--workers W]
+
+The optimiser is `search.optimizers.spotlight` (read its docstring); the run directory
+(``runs/NAME``, default name from the workload, variant, fidelity and seed) is
+`search.runs`: the options, seeds and package versions, and every evaluation in SQLite.
+Kill the run at any moment and rerun the same command: it resumes, re-evaluates nothing
+stored, and ends with the same history and best design as an uninterrupted run.
+
+Layers: each workload's unique layer shapes (`search.workloads.unique_layers`, with
+their repeat counts); with --workloads several models share one design and the
+objective is that of all their layers together. Defaults at analytical fidelity are the
+paper's 100 hardware x 100 software samples; at RTL fidelity every evaluation is a
+verified Verilator simulation (Polaris's budget is --hw-iters 8 --sw-iters 6).
+
+Outputs in the run directory: ``best.json`` (hardware, per-layer mappings and results,
+network energy, cycles, EDP, area), ``history.json`` (one entry per hardware iteration),
+``report.md`` with the convergence plot ``convergence.png``. --verify DIR simulates the
+best design's layers on the RTL (every output verified against numpy) and prints the
+network cost next to the run's own figure.
+
+Bad options print one ``error:`` line and exit 2 before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from hw.cli import OneLineParser, UsageError, print_error, run_main
+
+__all__ = ["main"]
+
+MAX_WORKERS = 64
+
+
+def _parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m search.spotlight",
+                      description="Spotlight (domain-aware BO) co-design of the accelerator and per-layer mappings.")
+    p.add_argument("--workload", help="a workload name (python -m search.workloads list) or workload file")
+    p.add_argument("--workloads", help="comma-separated workloads sharing one design")
+    p.add_argument("--fidelity", choices=("analytical", "rtl"), default="analytical")
+    p.add_argument("--hw-iters", type=int, default=None, help="hardware iterations (default 100)")
+    p.add_argument("--sw-iters", type=int, default=None, help="software evaluations per layer and design (default 100)")
+    p.add_argument("--variant", choices=("spotlight", "v", "a", "r"), default="spotlight",
+                   help="features (spotlight), raw parameters (v), both (a), random search (r)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objective", choices=("edp", "cycles", "energy"), default="edp")
+    p.add_argument("--area-budget", type=float, default=None, metavar="MM2")
+    p.add_argument("--sw-pool", type=int, default=None, help="candidate mappings per layer and design (default 1000)")
+    p.add_argument("--sw-batch", type=int, default=None, help="evaluations per model refit (default 10)")
+    p.add_argument("--name", help="run directory runs/NAME")
+    p.add_argument("--run-dir", help="run directory (instead of --name)")
+    p.add_argument("--workers", type=int, default=2, help="RTL simulations in parallel (default 2)")
+    p.add_argument("--verify", metavar="DIR", help="simulate a run's best design on the RTL")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def _layers(args):
+    from search.workloads import get_workload, unique_layers
+
+    names = [w for w in (args.workloads.split(",") if args.workloads else [args.workload]) if w]
+    if not names:
+        raise ValueError("--workload or --workloads is required")
+    layers = []
+    for w in names:
+        layers += unique_layers(get_workload(w))
+    return names, layers
+
+
+def _options(args):
+    from search.optimizers.spotlight import SpotlightOptions
+
+    kw = dict(variant=args.variant, seed=args.seed, objective=args.objective, area_budget_mm2=args.area_budget)
+    for opt in ("hw_iters", "sw_iters", "sw_pool", "sw_batch"):
+        v = getattr(args, opt)
+        if v is not None:
+            kw[opt] = v
+    if args.seed < 0 or args.seed > 2**32 - 1:
+        raise ValueError(f"--seed must be in 0..4294967295; got {args.seed}")
+    return SpotlightOptions(**kw)
+
+
+def _point_dict(p, layers) -> dict:
+    return {"iteration": p.iteration, "phase": p.phase, "hw": p.hw.to_dict(), "area_mm2": p.area_mm2,
+            "objective": p.objective if math.isfinite(p.objective) else None,
+            "cost": {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in p.cost.to_dict().items()},
+            "evaluations": p.evaluations,
+            "layers": [{"name": lay.name, "count": lay.count, "layer": lay.to_dict(),
+                        "mapping": None if m is None else m.to_dict(), "result": r.to_dict()}
+                       for lay, m, r in zip(layers, p.mappings, p.results)]}
+
+
+def _report(run, opts, names, layers, result, wall_s: float) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(run.path)
+    best = result.best
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ys = [v if math.isfinite(v) else float("nan") for v in result.best_so_far]
+    ax.semilogy(range(1, len(ys) + 1), ys, marker=".")
+    ax.set_xlabel("hardware iteration")
+    ax.set_ylabel(f"best network {opts.objective}")
+    ax.set_title(f"Spotlight-{opts.variant} on {', '.join(names)}")
+    fig.tight_layout()
+    fig.savefig(path / "convergence.png", dpi=120)
+    plt.close(fig)
+    lines = [f"# Spotlight run: {', '.join(names)}", "",
+             f"variant {opts.variant}, {run.options.get('fidelity')} fidelity, "
+             f"{len(result.history)} hardware iterations x {opts.sw_iters} software evaluations per layer, "
+             f"seed {opts.seed}, objective {opts.objective}, wall {wall_s:.0f} s", ""]
+    if best is None:
+        lines.append("No feasible design was found.")
+    else:
+        c = best.cost
+        lines += ["## Best design", "",
+                  f"- hardware: dim {best.hw.dim}, scratchpad {best.hw.sp_kb} KB, accumulator {best.hw.acc_kb} KB "
+                  f"(iteration {best.iteration}, {best.phase})",
+                  f"- network: EDP {c.edp:.4e} pJ x cycles, {c.cycles:,.0f} cycles, {c.energy_pj / 1e6:,.3f} uJ, "
+                  f"area {best.area_mm2:.3f} mm^2", "",
+                  "| layer | count | cycles | energy uJ | mapping |", "|:--|--:|--:|--:|:--|"]
+        for lay, m, r in zip(layers, best.mappings, best.results):
+            lines.append(f"| {lay.name} | {lay.count} | {r.cycles:,} | {r.energy_pj / 1e6:.3f} | "
+                         f"`{m.to_json() if m else '-'}` |")
+        lines += ["", f"Re-verify on the RTL: `python -m search.spotlight --verify {path}`"]
+    lines += ["", "![convergence](convergence.png)", ""]
+    (path / "report.md").write_text("\n".join(lines))
+    return path / "report.md"
+
+
+def _verify(args) -> int:
+    import cost
+    from hw.config import HardwareConfig
+    from hw.layer import Layer
+    from hw.mapping import Mapping
+    from search.evaluators import RTLEvaluator
+
+    path = Path(args.verify)
+    f = path / "best.json"
+    if not f.is_file():
+        raise ValueError(f"--verify {path}: no best.json there (not a finished run directory)")
+    doc = json.loads(f.read_text())
+    hw = HardwareConfig.from_dict(doc["hw"])
+    layers = [Layer(**e["layer"]) for e in doc["layers"]]
+    maps = [Mapping.from_dict(e["mapping"]) for e in doc["layers"]]
+    ev = RTLEvaluator(workers=args.workers, progress=not args.quiet).evaluate(hw, layers, maps)
+    bad = [lay.name for lay, r in zip(layers, ev.results) if not (r.feasible and r.verified)]
+    print(f"RTL: EDP {ev.cost.edp:.4e}  cycles {ev.cost.cycles:,.0f}  energy {ev.cost.energy_pj / 1e6:,.3f} uJ  "
+          f"({len(layers) - len(bad)}/{len(layers)} layers verified); run's own figure "
+          f"({doc['fidelity']}): EDP {doc['cost']['edp']:.4e}")
+    del cost
+    return 0 if not bad else 1
+
+
+def main(argv=None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as e:
+        return print_error(e, see_help=True)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0
+    from search.workload_file import WorkloadError
+
+    try:
+        if not 1 <= args.workers <= MAX_WORKERS:
+            raise ValueError(f"--workers must be in 1..{MAX_WORKERS}; got {args.workers}")
+        if args.verify:
+            return _verify(args)
+        if args.workload and args.workloads:
+            raise ValueError("give --workload or --workloads, not both")
+        names, layers = _layers(args)
+        opts = _options(args)
+        if args.name and args.run_dir:
+            raise ValueError("give --name or --run-dir, not both")
+        run_path = Path(args.run_dir) if args.run_dir else Path("runs") / (
+            args.name or f"{'+'.join(Path(n).stem for n in names)}-{opts.variant}-{args.fidelity}-s{opts.seed}")
+        if run_path.exists() and not run_path.is_dir():
+            raise ValueError(f"run directory {run_path} is a file")
+        if args.area_budget is not None:
+            from search.optimizers.spotlight import _hw_candidates
+            from search.space import HardwareSpace
+            area = _hw_candidates(HardwareSpace(), None)[4]
+            if args.area_budget < area.min():
+                raise ValueError(f"--area-budget {args.area_budget:g} mm^2 is below the smallest design of the space "
+                                 f"({area.min():.3f} mm^2)")
+        from search.evaluators import make_evaluator
+        from search.runs import RunDir
+
+        evaluator = make_evaluator(args.fidelity, **({"workers": args.workers} if args.fidelity == "rtl" else {}))
+        options = {**opts.to_dict(), "workloads": names, "fidelity": args.fidelity}
+        run = RunDir.open(run_path, options, seeds={"seed": opts.seed}, command=" ".join(sys.argv))
+    except (ValueError, WorkloadError) as e:
+        return print_error(e)
+    return _run(args, run, opts, names, layers, evaluator)
+
+
+def _run(args, run, opts, names, layers, evaluator) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from search.optimizers.spotlight import run_spotlight
+
+    torch.set_num_threads(1)        # tiny GPs: one thread is faster, and reproducible
+    t0 = time.time()
+    bar = tqdm(total=opts.hw_iters, unit="design", disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
+
+    def progress(point, best):
+        bar.set_postfix_str(f"best {opts.objective} {best.objective:.3e} (dim {best.hw.dim}, sp {best.hw.sp_kb}, "
+                            f"acc {best.hw.acc_kb})" if best else "no feasible design yet", refresh=False)
+        bar.update(1)
+
+    with run:
+        try:
+            result = run_spotlight(layers, opts, evaluator, run, progress=progress)
+        finally:
+            bar.close()
+        wall = time.time() - t0
+        history = [_point_dict(p, layers) for p in result.history]
+        run.write_json("history.json", history)
+        if result.best is not None:
+            best = {**_point_dict(result.best, layers), "fidelity": evaluator.fidelity, "workloads": names,
+                    "variant": opts.variant, "seed": opts.seed}
+            run.write_json("best.json", best)
+        report = _report(run, opts, names, layers, result, wall)
+    if result.best is None:
+        print("no feasible design found", file=sys.stderr)
+        return 1
+    b = result.best
+    print(f"best design: dim {b.hw.dim}, sp_kb {b.hw.sp_kb}, acc_kb {b.hw.acc_kb}   network EDP {b.cost.edp:.4e} "
+          f"pJ x cycles, {b.cost.cycles:,.0f} cycles, {b.cost.energy_pj / 1e6:,.3f} uJ, {b.area_mm2:.3f} mm^2 "
+          f"(iteration {b.iteration}; {len(result.history)} designs, wall {wall:.0f} s)")
+    print(f"report: {report}   re-verify on the RTL: python -m search.spotlight --verify {run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
