@@ -22,9 +22,9 @@ count-weighted sums of energy and cycles, `cost.network_edp`).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-import numpy as np
 
 import cost
 from cost.energy import DEFAULT_TABLE, EnergyTable
@@ -72,14 +72,17 @@ class Evaluation:
     cost: NetworkCost
 
 
-class _Evaluator:
+class _Evaluator(ABC):
+    """What every evaluator has: ``fidelity``, ``results_many`` (its own) and the rest."""
+
     fidelity = ""
 
     def results(self, hw: HardwareConfig, layer: Layer, batch: MappingBatch) -> list[Result]:
         return self.results_many([(hw, layer, batch)])[0]
 
+    @abstractmethod
     def results_many(self, work) -> list[list[Result]]:
-        raise NotImplementedError
+        """Per (hw, layer, MappingBatch) of ``work``: its Results, in batch order."""
 
     def evaluate(self, hw: HardwareConfig, layers, mappings) -> Evaluation:
         """Each layer with its mapping (same order); the network cost of them all."""
@@ -153,7 +156,3 @@ def make_evaluator(fidelity: str, **rtl_options) -> _Evaluator:
         return RTLEvaluator(**rtl_options)
     raise ValueError(f"fidelity must be analytical or rtl; got {fidelity!r}")
 
-
-def objectives_of(results, objective: str = "edp") -> np.ndarray:
-    """`layer_objective` of each result."""
-    return np.array([layer_objective(r, objective) for r in results], dtype=float)

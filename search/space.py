@@ -652,7 +652,6 @@ class MappingSpace:
         samples = _check_int(samples, "samples", 1)
         seed = _check_int(seed, "seed", 0)
         total = self.factor_combinations
-        n = self._n
         bufferings = [DEFAULT_BUFFERS] if self.version == 1 else list(itertools.product((1, 2), repeat=3))
         if len(bufferings) > 1:   # version 2: the mappings of each buffering, added up
             parts = [dataclasses.replace(self, version=1)._size(total, exact_limit, samples, seed, b)

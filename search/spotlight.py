@@ -59,7 +59,7 @@ def _parser() -> OneLineParser:
     p.add_argument("--sw-batch", type=int, default=None, help="evaluations per model refit (default 10)")
     p.add_argument("--name", help="run directory runs/NAME")
     p.add_argument("--run-dir", help="run directory (instead of --name)")
-    p.add_argument("--workers", type=int, default=2, help="RTL simulations in parallel (default 2)")
+    p.add_argument("--workers", type=int, default=None, help="RTL simulations in parallel (default 2; RTL only)")
     p.add_argument("--verify", metavar="DIR", help="simulate a run's best design on the RTL")
     p.add_argument("--quiet", action="store_true")
     return p
@@ -85,9 +85,7 @@ def _options(args):
         v = getattr(args, opt)
         if v is not None:
             kw[opt] = v
-    if args.seed < 0 or args.seed > 2**32 - 1:
-        raise ValueError(f"--seed must be in 0..4294967295; got {args.seed}")
-    return SpotlightOptions(**kw)
+    return SpotlightOptions(**kw)   # validates every value (one-line ValueError)
 
 
 def _point_dict(p, layers) -> dict:
@@ -140,7 +138,6 @@ def _report(run, opts, names, layers, result, wall_s: float) -> Path:
 
 
 def _verify(args) -> int:
-    import cost
     from hw.config import HardwareConfig
     from hw.layer import Layer
     from hw.mapping import Mapping
@@ -159,7 +156,6 @@ def _verify(args) -> int:
     print(f"RTL: EDP {ev.cost.edp:.4e}  cycles {ev.cost.cycles:,.0f}  energy {ev.cost.energy_pj / 1e6:,.3f} uJ  "
           f"({len(layers) - len(bad)}/{len(layers)} layers verified); run's own figure "
           f"({doc['fidelity']}): EDP {doc['cost']['edp']:.4e}")
-    del cost
     return 0 if not bad else 1
 
 
@@ -173,8 +169,11 @@ def main(argv=None) -> int:
     from search.workload_file import WorkloadError
 
     try:
-        if not 1 <= args.workers <= MAX_WORKERS:
+        if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
             raise ValueError(f"--workers must be in 1..{MAX_WORKERS}; got {args.workers}")
+        if args.workers is not None and not args.verify and args.fidelity != "rtl":
+            raise ValueError("--workers applies to --fidelity rtl and --verify only")
+        args.workers = args.workers or 2
         if args.verify:
             return _verify(args)
         if args.workload and args.workloads:
@@ -188,9 +187,9 @@ def main(argv=None) -> int:
         if run_path.exists() and not run_path.is_dir():
             raise ValueError(f"run directory {run_path} is a file")
         if args.area_budget is not None:
-            from search.optimizers.spotlight import _hw_candidates
+            from search.optimizers.spotlight import hardware_candidates
             from search.space import HardwareSpace
-            area = _hw_candidates(HardwareSpace(), None)[4]
+            area = hardware_candidates(HardwareSpace(), None)[4]
             if args.area_budget < area.min():
                 raise ValueError(f"--area-budget {args.area_budget:g} mm^2 is below the smallest design of the space "
                                  f"({area.min():.3f} mm^2)")

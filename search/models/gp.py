@@ -287,7 +287,8 @@ class MarginalPosteriorModel(Model):
         from linear_operator.operators import DiagLinearOperator
 
         if posterior_transform is not None or output_indices not in (None, [0]):
-            raise NotImplementedError("MarginalPosteriorModel has one output and no posterior transforms")
+            raise ValueError("MarginalPosteriorModel has one output and no posterior transforms; got "
+                             f"output_indices={output_indices!r}, posterior_transform={posterior_transform!r}")
         if X.ndim < 2 or X.shape[-2] != 1:
             raise ValueError(f"MarginalPosteriorModel evaluates q = 1 t-batches (t..., 1, d), not {tuple(X.shape)}")
         Z = X.squeeze(-2)                                    # (t..., d)

@@ -51,7 +51,7 @@ from ..features import hardware_features, software_features
 from ..software import MappingBatch, SoftwareSpace
 from ..space import HardwareSpace, MappingSpace
 
-__all__ = ["VARIANTS", "SpotlightOptions", "HardwarePoint", "SpotlightResult", "run_spotlight"]
+__all__ = ["VARIANTS", "SpotlightOptions", "hardware_candidates", "HardwarePoint", "SpotlightResult", "run_spotlight"]
 
 VARIANTS = ("spotlight", "v", "a", "r")
 _LIMITS = {"hw_iters": (1, 4096), "sw_iters": (1, 100_000), "hw_warmup": (0, 4096), "sw_warmup": (0, 100_000),
@@ -236,30 +236,28 @@ def _software_search(opts: SpotlightOptions, evaluator, store, hw: HardwareConfi
         picks: dict[int, np.ndarray] = {}
         phase = "random" if opts.variant == "r" else ("warmup" if n_done < opts.sw_warmup else
                                                        "explore" if explore else "bo")
+        def random_picks(li: int) -> np.ndarray:
+            free = np.flatnonzero(~searches[li].done)
+            return np.sort(_rng(opts.seed, 4, h, li, n_done).choice(free, size=min(k, len(free)), replace=False))
+
         if explore:
             for li in active:
-                s = searches[li]
-                free = np.flatnonzero(~s.done)
-                lr = _rng(opts.seed, 4, h, li, n_done)
-                picks[li] = np.sort(lr.choice(free, size=min(k, len(free)), replace=False))
+                picks[li] = random_picks(li)
         else:
             # one batched GP over the layers with the same number of usable points
+            usable = {li: [j for j, r in enumerate(searches[li].results)
+                           if math.isfinite(layer_objective(r, opts.objective))] for li in active}
             groups: dict[int, list[int]] = {}
             for li in active:
-                s = searches[li]
-                ok = [j for j, r in enumerate(s.results) if math.isfinite(layer_objective(r, opts.objective))]
-                groups.setdefault(len(ok), []).append(li)
+                groups.setdefault(len(usable[li]), []).append(li)
             for n_ok, lis in groups.items():
                 if n_ok < 2:
                     for li in lis:   # nothing to learn from: random
-                        free = np.flatnonzero(~searches[li].done)
-                        picks[li] = np.sort(_rng(opts.seed, 4, h, li, n_done).choice(
-                            free, size=min(k, len(free)), replace=False))
+                        picks[li] = random_picks(li)
                     continue
                 X, Y = [], []
                 for li in lis:
-                    s = searches[li]
-                    ok = [j for j, r in enumerate(s.results) if math.isfinite(layer_objective(r, opts.objective))]
+                    s, ok = searches[li], usable[li]
                     X.append(feats[li][[s.picked[j] for j in ok]])
                     Y.append(_log_y([layer_objective(s.results[j], opts.objective) for j in ok]))
                 sur = fit_gp(np.stack(X), np.stack(Y), seed=_sub_seed(opts.seed, 5, h, n_done))
@@ -279,7 +277,9 @@ def _software_search(opts: SpotlightOptions, evaluator, store, hw: HardwareConfi
     return searches
 
 
-def _hw_candidates(space: HardwareSpace, budget: float | None):
+def hardware_candidates(space: HardwareSpace, budget: float | None):
+    """Every configuration of ``space`` with its axes and area (mm^2) as arrays, and the
+    mask of those within ``budget`` (None: all): (hws, dim, acc_kb, sp_kb, area, ok)."""
     hws = space.enumerate()
     dim = np.array([h.dim for h in hws])
     acc = np.array([h.acc_kb for h in hws])
@@ -317,7 +317,7 @@ def _run(layers, opts, evaluator, store, hw_space, progress) -> SpotlightResult:
     if not layers:
         raise ValueError("no layers to co-design for")
     space = hw_space or HardwareSpace()
-    hws, dim, acc, sp, area, ok = _hw_candidates(space, opts.area_budget_mm2)
+    hws, dim, acc, sp, area, ok = hardware_candidates(space, opts.area_budget_mm2)
     if not ok.any():
         raise ValueError(f"area-budget {opts.area_budget_mm2:g} mm^2 is below the smallest design of the space "
                          f"({area.min():.3f} mm^2)")

@@ -17,13 +17,7 @@ from search.models import GPFitWarning, Surrogate, fit_gp
 from search.models.gp import PREDICT_ROWS_PER_MEMBER, input_bounds
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: reproducible sums, and fair on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def linear_data(rng, n, d=5, noise=0.1, lo=0.0, hi=10.0):

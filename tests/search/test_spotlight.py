@@ -101,6 +101,8 @@ def _cli(*args, **kw):
     (["--workload", "resnet50", "--hw-iters", "0"], "hw-iters must be an integer in 1..4,096; got 0"),
     (["--workload", "resnet50", "--area-budget", "0.0001"], "below the smallest design"),
     (["--workload", "resnet50", "--run-dir", "README.md"], "run directory README.md is a file"),
+    (["--workload", "resnet50", "--workers", "3"], "--workers applies to --fidelity rtl and --verify only"),
+    (["--workload", "resnet50", "--seed", "-1"], "seed must be an integer in 0..4,294,967,295; got -1"),
 ])
 def test_cli_errors_are_one_line_before_any_work(args, message):
     p = _cli(*args)
