@@ -25,6 +25,12 @@ log objective, inputs normalised inside the model; acquisition: LCB = mean - kap
                 and `HardwareSpace.encode_arrays`)
     a           Spotlight-A: features and raw parameters side by side
     r           Spotlight-R: every pick at random (same pools, same budget)
+    ga          Spotlight-GA: pymoo's genetic algorithm in both loops (`search.genetic`),
+                over the raw parameters, its offspring snapped to the same pools; the
+                warm-up picks are its first population (hardware: ``hw_warmup``, at
+                least 2, and as many offspring per generation; software: the
+                ``sw_warmup`` picks, ``sw_batch`` offspring per generation); no
+                exploration ratio (mutation explores)
 
 Reproducibility and resumption: every random choice comes from a generator seeded by
 (seed, hardware iteration, layer), never from the order evaluations complete; the GP fits
@@ -53,7 +59,7 @@ from ..space import HardwareSpace, MappingSpace
 
 __all__ = ["VARIANTS", "SpotlightOptions", "hardware_candidates", "HardwarePoint", "SpotlightResult", "run_spotlight"]
 
-VARIANTS = ("spotlight", "v", "a", "r")
+VARIANTS = ("spotlight", "v", "a", "r", "ga")
 _LIMITS = {"hw_iters": (1, 4096), "sw_iters": (1, 100_000), "hw_warmup": (0, 4096), "sw_warmup": (0, 100_000),
            "sw_pool": (1, 1 << 20), "sw_batch": (1, 10_000), "seed": (0, 2**32 - 1)}
 
@@ -144,7 +150,7 @@ def _sw_inputs(variant: str, hw: HardwareConfig, layer: Layer, b: MappingBatch) 
     parts = []
     if variant in ("spotlight", "a", "r"):
         parts.append(software_features(hw, layer, b.factors, b.order, b.buffers))
-    if variant in ("v", "a"):
+    if variant in ("v", "a", "ga"):
         parts.append(MappingSpace(hw, layer, version=2).encode_arrays(b.factors, b.order, b.buffers))
     return np.concatenate(parts, axis=1)
 
@@ -153,7 +159,7 @@ def _hw_inputs(variant: str, dim, acc, sp) -> np.ndarray:
     parts = []
     if variant in ("spotlight", "a", "r"):
         parts.append(hardware_features(dim, sp, acc))
-    if variant in ("v", "a"):
+    if variant in ("v", "a", "ga"):
         parts.append(HardwareSpace.encode_arrays(dim, acc, sp))
     return np.concatenate(parts, axis=1)
 
@@ -226,23 +232,41 @@ def _software_search(opts: SpotlightOptions, evaluator, store, hw: HardwareConfi
     feats = [None if s.pool is None else _sw_inputs(opts.variant, hw, layers[li], s.pool)
              for li, s in enumerate(searches)]
     rng = _rng(opts.seed, 2, h)
+    gas: dict = {}                      # Spotlight-GA: a PoolGA per layer
     n_done = 0
     while n_done < opts.sw_iters:
         k = min(opts.sw_batch, opts.sw_iters - n_done)
-        explore = opts.variant == "r" or n_done < opts.sw_warmup or rng.random() < opts.sw_explore
         active = [li for li, s in enumerate(searches) if not s.exhausted]
         if not active:
             break
+        warm = n_done < opts.sw_warmup
+        if opts.variant == "r":
+            mode = "random"
+        elif opts.variant == "ga":
+            mode = "warmup" if warm else "ga"
+        else:
+            mode = "warmup" if warm else "explore" if rng.random() < opts.sw_explore else "bo"
         picks: dict[int, np.ndarray] = {}
-        phase = "random" if opts.variant == "r" else ("warmup" if n_done < opts.sw_warmup else
-                                                       "explore" if explore else "bo")
+        phases: dict[int, str] = {}
+
         def random_picks(li: int) -> np.ndarray:
             free = np.flatnonzero(~searches[li].done)
             return np.sort(_rng(opts.seed, 4, h, li, n_done).choice(free, size=min(k, len(free)), replace=False))
 
-        if explore:
+        if mode in ("random", "warmup", "explore"):
             for li in active:
                 picks[li] = random_picks(li)
+        elif mode == "ga":
+            from ..genetic import PoolGA
+            for li in active:
+                s = searches[li]
+                if li not in gas and len(s.picked) < 2:
+                    picks[li], phases[li] = random_picks(li), "warmup"   # too few to breed from
+                    continue
+                if li not in gas:
+                    gas[li] = PoolGA(feats[li], max(2, len(s.picked)), opts.sw_batch, _sub_seed(opts.seed, 7, h, li))
+                    gas[li].start(s.picked, [layer_objective(r, opts.objective) for r in s.results])
+                picks[li] = gas[li].ask(k)
         else:
             # one batched GP over the layers with the same number of usable points
             usable = {li: [j for j, r in enumerate(searches[li].results)
@@ -272,15 +296,20 @@ def _software_search(opts: SpotlightOptions, evaluator, store, hw: HardwareConfi
                     ex[:len(feats[li])] = searches[li].done
                     picks[li] = select_from_pool(scores[row], k, exclude=ex)
         picks = {li: np.asarray(v, dtype=np.int64) for li, v in picks.items() if len(v)}
-        _evaluate_picks(evaluator, store, hw, layers, picks, searches, h, {li: phase for li in picks})
+        _evaluate_picks(evaluator, store, hw, layers, picks, searches, h,
+                        {li: phases.get(li, mode) for li in picks})
+        for li, idx in picks.items():
+            if li in gas and phases.get(li) is None:
+                gas[li].tell([layer_objective(r, opts.objective) for r in searches[li].results[-len(idx):]])
         n_done += k
     return searches
 
 
-def hardware_candidates(space: HardwareSpace, budget: float | None):
-    """Every configuration of ``space`` with its axes and area (mm^2) as arrays, and the
-    mask of those within ``budget`` (None: all): (hws, dim, acc_kb, sp_kb, area, ok)."""
-    hws = space.enumerate()
+def hardware_candidates(space: HardwareSpace | list, budget: float | None):
+    """Every configuration of ``space`` (or of a list of HardwareConfigs) with its axes
+    and area (mm^2) as arrays, and the mask of those within ``budget`` (None: all):
+    (hws, dim, acc_kb, sp_kb, area, ok)."""
+    hws = list(space) if isinstance(space, (list, tuple)) else space.enumerate()
     dim = np.array([h.dim for h in hws])
     acc = np.array([h.acc_kb for h in hws])
     sp = np.array([h.sp_kb for h in hws])
@@ -290,9 +319,11 @@ def hardware_candidates(space: HardwareSpace, budget: float | None):
 
 
 def run_spotlight(layers, opts: SpotlightOptions, evaluator, store=None, *, hw_space: HardwareSpace | None = None,
-                  progress=None) -> SpotlightResult:
+                  hardware: HardwareConfig | None = None, progress=None) -> SpotlightResult:
     """Run (or resume, through ``store``) Spotlight on ``layers`` (unique shapes with
     counts); ``progress(point, best)`` is called after each hardware iteration.
+    ``hardware``: software search only, on that one design (one hardware iteration;
+    the generalisation scenario's evaluation step and a software DSE).
 
     Torch runs on one thread meanwhile (restored after): the GPs are tiny, one thread is
     faster than two contending ones, and the fits do not depend on the thread count."""
@@ -301,12 +332,12 @@ def run_spotlight(layers, opts: SpotlightOptions, evaluator, store=None, *, hw_s
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(layers, opts, evaluator, store, hw_space, progress)
+        return _run(layers, opts, evaluator, store, hw_space, hardware, progress)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(layers, opts, evaluator, store, hw_space, progress) -> SpotlightResult:
+def _run(layers, opts, evaluator, store, hw_space, hardware, progress) -> SpotlightResult:
     from cost.evaluate import network_edp
 
     from ..acquisition import lcb
@@ -316,29 +347,56 @@ def _run(layers, opts, evaluator, store, hw_space, progress) -> SpotlightResult:
     layers = list(layers)
     if not layers:
         raise ValueError("no layers to co-design for")
-    space = hw_space or HardwareSpace()
-    hws, dim, acc, sp, area, ok = hardware_candidates(space, opts.area_budget_mm2)
-    if not ok.any():
-        raise ValueError(f"area-budget {opts.area_budget_mm2:g} mm^2 is below the smallest design of the space "
-                         f"({area.min():.3f} mm^2)")
+    if hardware is not None:
+        if not isinstance(hardware, HardwareConfig):
+            raise TypeError(f"hardware must be a HardwareConfig; got {type(hardware).__name__}")
+        hws, dim, acc, sp, area, ok = hardware_candidates([hardware], opts.area_budget_mm2)
+        if not ok.any():
+            raise ValueError(f"the given design's area {area[0]:.3f} mm^2 is over area-budget "
+                             f"{opts.area_budget_mm2:g} mm^2")
+    else:
+        hws, dim, acc, sp, area, ok = hardware_candidates(hw_space or HardwareSpace(), opts.area_budget_mm2)
+        if not ok.any():
+            raise ValueError(f"area-budget {opts.area_budget_mm2:g} mm^2 is below the smallest design of the space "
+                             f"({area.min():.3f} mm^2)")
     X_all = _hw_inputs(opts.variant, dim, acc, sp)
     tried = np.zeros(len(hws), dtype=bool)
     history: list[HardwarePoint] = []
-    n_iters = min(opts.hw_iters, int(ok.sum()))
+    chosen: list[int] = []             # candidate index of each iteration
+    ga, queue, generation = None, [], []   # Spotlight-GA's state
+    n_iters = 1 if hardware is not None else min(opts.hw_iters, int(ok.sum()))
     for h in range(n_iters):
         rng = _rng(opts.seed, 1, h)
         free = ~tried & ok
-        learned = [p for p in history if math.isfinite(p.objective)]
-        explore = opts.variant == "r" or h < opts.hw_warmup or rng.random() < opts.hw_explore or len(learned) < 2
+        learned = [j for j, p in enumerate(history) if math.isfinite(p.objective)]
+        if opts.variant == "ga":
+            explore = h < max(2, opts.hw_warmup)
+        else:
+            explore = opts.variant == "r" or h < opts.hw_warmup or rng.random() < opts.hw_explore or len(learned) < 2
         if explore:
             i = int(rng.choice(np.flatnonzero(free)))
             phase = "random" if opts.variant == "r" else "warmup" if h < opts.hw_warmup else "explore"
+        elif opts.variant == "ga":
+            from ..genetic import PoolGA
+            if ga is None:
+                ga = PoolGA(X_all, h, h, _sub_seed(opts.seed, 8))
+                ga.start(chosen, [p.objective for p in history])
+            if not queue:
+                if generation:
+                    ga.tell([history[j].objective for j in generation])
+                queue = [int(v) for v in ga.ask(ga.n_offsprings, exclude=~ok)]
+                generation = []
+            i = queue.pop(0)
+            generation.append(h)
+            phase = "ga"
         else:
-            idx = [space.index(p.hw) for p in learned]
-            sur = fit_gp(X_all[idx], _log_y([p.objective for p in learned]), seed=_sub_seed(opts.seed, 6, h))
+            idx = [chosen[j] for j in learned]
+            sur = fit_gp(X_all[idx], _log_y([history[j].objective for j in learned]),
+                         seed=_sub_seed(opts.seed, 6, h))
             i = int(select_from_pool(lcb(sur, X_all, opts.kappa), 1, exclude=~free)[0])
             phase = "bo"
         tried[i] = True
+        chosen.append(i)
         hw = hws[i]
         searches = _software_search(opts, evaluator, store, hw, layers, h)
         mappings, results = [], []

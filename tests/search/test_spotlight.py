@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import cost
+from hw.config import HardwareConfig
 from hw.layer import Layer
 from search.evaluators import AnalyticalEvaluator
 from search.optimizers.spotlight import SpotlightOptions, run_spotlight
@@ -74,12 +75,37 @@ def test_small_run_history_is_consistent_and_best_is_the_minimum():
 
 def test_area_budget_is_respected_and_variants_run():
     budget = 1.0
-    for variant in ("spotlight", "v", "a", "r"):
+    for variant in ("spotlight", "v", "a", "r", "ga"):
         res = run_spotlight(LAYERS, SpotlightOptions(**SMALL, variant=variant, area_budget_mm2=budget),
                             AnalyticalEvaluator())
         assert all(p.area_mm2 <= budget for p in res.history)
         assert all(float(cost.area_mm2(p.hw.dim, p.hw.sp_kb, p.hw.acc_kb)) <= budget for p in res.history)
         assert res.best is not None
+
+
+def test_ga_variant_breeds_after_the_warmup_and_is_reproducible():
+    opts = SpotlightOptions(hw_iters=8, sw_iters=12, sw_pool=40, sw_batch=4, hw_warmup=3, sw_warmup=4,
+                            variant="ga", seed=2)
+    store = _Store()
+    res = run_spotlight(LAYERS, opts, AnalyticalEvaluator(), store)
+    assert [p.phase for p in res.history] == ["warmup"] * 3 + ["ga"] * 5
+    assert len({p.hw for p in res.history}) == 8
+    for p in res.history:
+        assert p.evaluations == 2 * 12
+        for lay in LAYERS:   # every layer got its whole budget of distinct mappings on every design
+            assert sum(1 for (hw, layer, m) in store.evals if hw == p.hw and layer == lay) == 12
+    assert res.best.objective == min(p.objective for p in res.history)
+    res2 = run_spotlight(LAYERS, opts, AnalyticalEvaluator(), _Store())
+    assert [(p.hw, p.objective, p.mappings) for p in res2.history] == [(p.hw, p.objective, p.mappings)
+                                                                       for p in res.history]
+
+
+def test_fixed_hardware_searches_the_software_only():
+    hw = HardwareConfig(dim=8, sp_kb=64, acc_kb=32)
+    res = run_spotlight(LAYERS, SpotlightOptions(**SMALL), AnalyticalEvaluator(), hardware=hw)
+    assert len(res.history) == 1 and res.best.hw == hw
+    with pytest.raises(ValueError, match="over area-budget"):
+        run_spotlight(LAYERS, SpotlightOptions(**SMALL, area_budget_mm2=0.01), AnalyticalEvaluator(), hardware=hw)
 
 
 def test_bad_options():
@@ -103,6 +129,12 @@ def _cli(*args, **kw):
     (["--workload", "resnet50", "--run-dir", "README.md"], "run directory README.md is a file"),
     (["--workload", "resnet50", "--workers", "3"], "--workers applies to --fidelity rtl and --verify only"),
     (["--workload", "resnet50", "--seed", "-1"], "seed must be an integer in 0..4,294,967,295; got -1"),
+    (["--codesign-with", "vgg16"], "--codesign-with and --evaluate-on go together"),
+    (["--workload", "bert", "--codesign-with", "vgg16", "--evaluate-on", "bert"],
+     "give one of --workload, --workloads and --codesign-with; got --workload and --codesign-with"),
+    (["--codesign-with", "vgg16", "--evaluate-on", "nosuchnet"], "unknown workload 'nosuchnet'"),
+    (["--workload", "resnet50", "--sw-explore", "2"], "sw-explore must be a number in 0..1; got 2.0"),
+    (["--verify", "README.md"], "no best.json there"),
 ])
 def test_cli_errors_are_one_line_before_any_work(args, message):
     p = _cli(*args)
@@ -145,3 +177,32 @@ def test_kill9_resume_gives_the_same_history_and_best(tmp_path):
     assert got_hist == want_hist
     assert got_best == want_best
     assert t_full is not None and math.isfinite(t_full)
+
+
+def test_generalisation_compares_the_transferred_design_with_the_targets_own(tmp_path):
+    src, tgt = tmp_path / "src.json", tmp_path / "tgt.json"
+    src.write_text(json.dumps(WORKLOAD))
+    tgt.write_text(json.dumps([{"name": "c2", "k": 64, "c": 32, "p": 4, "r": 1},
+                               {"name": "fc2", "gemm": {"m": 8, "k": 128, "n": 64}}]))
+    run = tmp_path / "gen"
+    p = _cli("--codesign-with", str(src), "--evaluate-on", str(tgt), "--hw-iters", "4", "--sw-iters", "8",
+             "--sw-pool", "40", "--sw-batch", "4", "--hw-warmup", "2", "--sw-warmup", "4", "--run-dir", str(run),
+             "--quiet")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((run / "generalisation.json").read_text())
+    design = json.loads((run / "codesign" / "best.json").read_text())
+    moved = json.loads((run / "evaluate-tgt" / "best.json").read_text())
+    own = json.loads((run / "target-tgt" / "best.json").read_text())
+    assert doc["design"] == design["hw"] == moved["hw"]
+    assert len(json.loads((run / "evaluate-tgt" / "history.json").read_text())) == 1
+    assert len(json.loads((run / "target-tgt" / "history.json").read_text())) == 4
+    (row,) = doc["targets"]
+    assert row["ratio"] == pytest.approx(moved["objective"] / own["objective"])
+    # the target's EDP on the transferred design, re-evaluated from its mappings
+    hw = HardwareConfig.from_dict(moved["hw"])
+    from hw.mapping import Mapping
+    rs = [cost.evaluate(hw, Mapping.from_dict(e["mapping"]), Layer(**e["layer"])) for e in moved["layers"]]
+    counts = [e["count"] for e in moved["layers"]]
+    edp = sum(c * r.energy_pj for c, r in zip(counts, rs)) * sum(c * r.cycles for c, r in zip(counts, rs))
+    assert moved["objective"] == pytest.approx(edp, rel=1e-9)
+    assert f"| {tgt} |" in (run / "report.md").read_text()
