@@ -192,6 +192,35 @@ def config_from_args(args: argparse.Namespace) -> HardwareConfig:
     return HardwareConfig.from_dict(base)
 
 
+def parse_hardware(text: str) -> HardwareConfig:
+    """A HardwareConfig from ``--hw``'s text: ``field=N,field=N,...`` (fields not given keep
+    their defaults) or the path of a HardwareConfig JSON file (a run's ``best.json``
+    works: its ``hw`` object is taken). ConfigError with one line on a bad value."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("--hw is empty; give field=N,... (e.g. dim=16,sp_kb=256,acc_kb=64) or a JSON file")
+    if "=" not in text:
+        doc = read_json(text, f"--hw {text}", ConfigError)
+        if isinstance(doc, dict) and isinstance(doc.get("hw"), dict):
+            doc = doc["hw"]
+        if not isinstance(doc, dict):
+            raise ConfigError(f"--hw {text}: the file does not hold a JSON object")
+        return HardwareConfig.from_dict(doc)
+    fields: dict = {}
+    for part in (p.strip() for p in text.split(",")):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if not eq or not name or number is None:
+            raise ConfigError(f"--hw: {part!r} is not field=N (e.g. dim=16,sp_kb=256,acc_kb=64)")
+        if name in fields:
+            raise ConfigError(f"--hw: {name} is given twice")
+        fields[name] = number
+    return HardwareConfig.from_dict(fields)
+
+
 def config_fields_given(args: argparse.Namespace) -> set[str]:
     """The HardwareConfig fields the command line sets: by a flag, or in ``--from-json``
     (an unreadable file gives none; `config_from_args` reports it)."""

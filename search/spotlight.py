@@ -4,6 +4,7 @@
         [--hw-iters 100] [--sw-iters 100] [--variant spotlight|v|a|r] [--seed S] \\
         [--objective edp|cycles|energy] [--area-budget MM2] [--name NAME | --run-dir DIR] \\
         [--workers W] [--sw-pool N] [--sw-batch K] [--quiet]
+    python -m search.spotlight --workload W --hw dim=16,sp_kb=256,acc_kb=64 [options as above]
     python -m search.spotlight --codesign-with a,b,c --evaluate-on d[,e] [options as above]
     python -m search.spotlight --verify DIR [--workers W]
 
@@ -16,6 +17,9 @@ stored, and ends with the same history and best design as an uninterrupted run.
 Layers: each workload's unique layer shapes (`search.workloads.unique_layers`, with
 their repeat counts); with --workloads several models share one design and the
 objective is that of all their layers together.
+
+--hw fixes the design and searches the software only (one hardware iteration of
+--sw-iters evaluations per layer): a software DSE on a given accelerator.
 
 Generalisation (thesis Fig 4.4): --codesign-with a,b,c co-designs one design for those
 models together (``DIR/codesign``); then for each --evaluate-on model the software is
@@ -59,6 +63,8 @@ def _parser() -> OneLineParser:
     p.add_argument("--workloads", help="comma-separated workloads sharing one design")
     p.add_argument("--codesign-with", metavar="A,B,...", help="generalisation: co-design for these workloads ...")
     p.add_argument("--evaluate-on", metavar="D,...", help="... then map these workloads onto that design")
+    p.add_argument("--hw", metavar="SPEC", help="software search only, on this design: field=N,... "
+                   "(e.g. dim=16,sp_kb=256,acc_kb=64; other fields default) or a HardwareConfig JSON file")
     p.add_argument("--fidelity", choices=("analytical", "rtl"), default="analytical",
                    help="analytical model, or verified RTL simulation of every evaluation (default analytical)")
     p.add_argument("--hw-iters", type=int, default=None, help="hardware iterations (default 100)")
@@ -216,6 +222,12 @@ def main(argv=None) -> int:
             raise ValueError("--workload, --workloads or --codesign-with is required")
         if bool(args.codesign_with) != bool(args.evaluate_on):
             raise ValueError("--codesign-with and --evaluate-on go together")
+        hardware = None
+        if args.hw is not None:
+            from hw.cli import parse_hardware
+            if args.codesign_with:
+                raise ValueError("--hw fixes the design; it does not go with --codesign-with")
+            hardware = parse_hardware(args.hw)
         opts = _options(args)
         if args.name and args.run_dir:
             raise ValueError("give --name or --run-dir, not both")
@@ -228,7 +240,7 @@ def main(argv=None) -> int:
         else:
             names = _names(args.workloads, "--workloads") if args.workloads else [args.workload]
             layers = _layers_of(names)
-            stem = _stem(names)
+            stem = _stem(names) + ("" if args.hw is None else "-sw")
         run_path = Path(args.run_dir) if args.run_dir else Path("runs") / (
             args.name or f"{stem}-{opts.variant}-{args.fidelity}-s{opts.seed}")
         if run_path.exists() and not run_path.is_dir():
@@ -249,13 +261,15 @@ def main(argv=None) -> int:
                        "evaluate_on": targets, "fidelity": args.fidelity}
         else:
             options = {**opts.to_dict(), "workloads": names, "fidelity": args.fidelity}
+            if hardware is not None:
+                options["hardware"] = hardware.to_dict()
         run = RunDir.open(run_path, options, seeds={"seed": opts.seed}, command=" ".join(sys.argv))
     except (ValueError, WorkloadError) as e:
         return print_error(e)
     if args.codesign_with:
         return _generalise(args, run, opts, names, layers, target_layers, evaluator)
     with run:
-        result, wall = _search(args, run, opts, names, layers, evaluator)
+        result, wall = _search(args, run, opts, names, layers, evaluator, hardware=hardware)
     return _summary(result, wall, run)
 
 

@@ -215,3 +215,22 @@ def test_summary_text():
 ])
 def test_first_line(e, line):
     assert cli.first_line(e) == line
+
+
+def test_parse_hardware_from_fields_and_from_json_files(tmp_path):
+    import json
+
+    from hw.cli import parse_hardware
+    from hw.config import ConfigError, HardwareConfig
+
+    assert parse_hardware("dim=8, sp_kb=64,acc_kb=32") == HardwareConfig(dim=8, sp_kb=64, acc_kb=32)
+    f = tmp_path / "hw.json"
+    f.write_text(json.dumps({"dim": 4, "sp_kb": 16}))
+    assert parse_hardware(str(f)) == HardwareConfig(dim=4, sp_kb=16)
+    best = tmp_path / "best.json"                      # a run's best.json: its "hw" object
+    best.write_text(json.dumps({"hw": HardwareConfig(dim=32).to_dict(), "objective": 1.0}))
+    assert parse_hardware(str(best)) == HardwareConfig(dim=32)
+    for text, message in (("dim=7", "dim must be one of 4, 8, 16, 32; got 7"), ("dim=8,dim=8", "given twice"),
+                          ("sp_kb=x", "'sp_kb=x' is not field=N"), ("", "--hw is empty")):
+        with pytest.raises(ConfigError, match=message):
+            parse_hardware(text)
