@@ -221,15 +221,17 @@ def _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
 
 
 @njit(cache=True)
-def _serial(t, lb, iss, dn, l_t, l_items):
+def _serial(t, lb, iss, dn, l_t, l_items, chan):
     """A step's time with the serial work of the single-buffered operands of the
     transition before it: at least `lb`, the chain from the previous step's last
     COMPUTE through the single-buffered stores and loads to this step's computes (see
     `evaluate_batch`), and the load unit's time for those serial loads (`iss`) and this
     step's overlapped ones (`l_t`), which are spread over its execute stream and so
-    dispatch, but for the first, after the serial loads have arrived (`dn`)."""
+    dispatch, but for the first, after the serial loads have arrived (`dn`); and at
+    least `chan`, the DRAM channel's time for every beat of the step, overlapped and
+    serial, reads and writes (one channel, `dram_bytes_per_cycle`)."""
     if lb > 0:
-        t = max(t, lb, l_t + iss)
+        t = max(t, lb, l_t + iss, chan)
         if l_items > 0:
             t = max(t, dn + l_t * (1.0 - 1.0 / l_items))
     return t
@@ -264,6 +266,7 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
     sl_lb = np.empty(8)
     sl_iss = np.empty(8)
     sl_dn = np.empty(8)
+    sl_b = np.empty(8)
     F = np.empty(7, dtype=np.int64)
     T = np.empty(7, dtype=np.int64)
     seen = np.empty(7, dtype=np.bool_)
@@ -505,6 +508,11 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
             sl_lb[i] = 0.0
             sl_iss[i] = 0.0
             sl_dn[i] = 0.0
+            # beats of the serial work: a single-buffered output's stores and reload,
+            # single-buffered inputs' and weights' loads
+            sl_b[i] = sdi * in_b + sdw * w_b
+            if b_out == 1:
+                sl_b[i] += comp * o_b + spl_ * p_b + rev * p_b
             if sdo + sdi + sdw > 0:
                 rv = rev * sdo
                 r0 = 0.0
@@ -618,21 +626,23 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
                     # (z -> i): loads of transition i, stores of z; (i -> z): the reverse
                     t_zb = _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par, lt[i], lb[i],
                                               li[i], ln[i], lp[i], s_t[zpos], s_b[zpos], s_i[zpos]),
-                                   sl_lb[zpos], sl_iss[zpos], sl_dn[zpos], lt[i], li[i])
+                                   sl_lb[zpos], sl_iss[zpos], sl_dn[zpos], lt[i], li[i],
+                                   (lb[i] + s_b[zpos] + sl_b[zpos]) / rate)
                     t_az = _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par, lt[zpos],
                                               lb[zpos], li[zpos], ln[zpos], lp[zpos], s_t[i], s_b[i], s_i[i]),
-                                   sl_lb[i], sl_iss[i], sl_dn[i], lt[zpos], li[zpos])
+                                   sl_lb[i], sl_iss[i], sl_dn[i], lt[zpos], li[zpos],
+                                   (lb[zpos] + s_b[i] + sl_b[i]) / rate)
                     mid += ntr * (t_zb + t_az)
             c_zz = max(n_z - 1 - n_nz, 0)
             z = zpos
             mid += c_zz * _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                              lt[z], lb[z], li[z], ln[z], lp[z], s_t[z], s_b[z], s_i[z]),
-                                  sl_lb[z], sl_iss[z], sl_dn[z], lt[z], li[z])
+                                  sl_lb[z], sl_iss[z], sl_dn[z], lt[z], li[z], (lb[z] + s_b[z] + sl_b[z]) / rate)
             t_first = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                  lt[z], lb[z], li[z], ln[z], lp[z], 0.0, 0.0, 0.0)
             t_last = _serial(_step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                         0.0, 0.0, 0.0, 0.0, 0.0, s_t[z], s_b[z], s_i[z]),
-                             sl_lb[z], sl_iss[z], sl_dn[z], 0.0, 0.0)
+                             sl_lb[z], sl_iss[z], sl_dn[z], 0.0, 0.0, (s_b[z] + sl_b[z]) / rate)
         else:
             t_first = _step_time(E, E_rows, ex_insns, drain, lat, rate, o_rows, par,
                                  0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -640,6 +650,9 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
         t_epi = drain + _t_store(o_r, o_b, o_q, rate, lat, infl, par, True) + par[P_EPI_EXTRA]
         t_fence = fences * (lat + drain + par[P_FENCE_EXTRA])
         cycles = t_pro + t_first + mid + t_last + t_epi + t_fence
+        # never under the DRAM channel's time for every beat of the layer (one channel
+        # for reads and writes): a bound the step sums keep, here for the edge cases
+        cycles = max(cycles, (n_in * in_b + n_w * w_b + spills * p_b + distinct * o_b + spills * p_b) / rate)
 
         row[1] = cycles
         row[2] = min(cycles, n_in * _t_load(in_r, in_b, in_q, rate, lat, infl, par)

@@ -255,7 +255,8 @@ def main(argv=None) -> int:
         from search.evaluators import make_evaluator
         from search.runs import RunDir
 
-        evaluator = make_evaluator(args.fidelity, **({"workers": args.workers} if args.fidelity == "rtl" else {}))
+        evaluator = make_evaluator(args.fidelity, **({"workers": args.workers, "progress": not args.quiet}
+                                                     if args.fidelity == "rtl" else {}))
         if args.codesign_with:
             options = {**opts.to_dict(), "scenario": "generalisation", "codesign_with": names,
                        "evaluate_on": targets, "fidelity": args.fidelity}
