@@ -543,6 +543,13 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
                                   r0 + _t_load(tot_r, tot_b, tot_q, rate, lat, infl, par, True) - f_last) \
                             + par[P_NEED_EXTRA]
                         sl_iss[i] = _t_load(tot_r, tot_b, tot_q, rate, lat, infl, par)
+                    # the next step's first COMPUTEs overwrite the first K block's rows
+                    # (K blocks outermost in a step): they wait until the MVOUTs of that
+                    # block, 1/kbn of the tile, have completed
+                    lb_ = max(lb_, e_x + drain + _t_store((comp * o_r + spl_ * p_r) / kbn,
+                                                          (comp * o_b + spl_ * p_b) / kbn,
+                                                          (comp * o_q + spl_ * p_q) / kbn,
+                                                          rate, lat, infl, par, True) + par[P_NEED_EXTRA])
                     sl_lb[i] = lb_
                 else:
                     lb_ = 0.0
