@@ -34,7 +34,11 @@ verified Verilator simulation (Polaris's budget is --hw-iters 8 --sw-iters 6).
 
 Outputs in the run directory: ``best.json`` (hardware, per-layer mappings and results,
 network energy, cycles, EDP, area), ``history.json`` (one entry per hardware iteration),
-``report.md`` with the convergence plot ``convergence.png``. --verify DIR simulates the
+``report.md`` (`search.report`: the best design and its per-layer mappings, the hardware
+candidates tried, the convergence plot ``convergence.png``, the CDF of the designs'
+objective ``cdf.png``, the permutation importance of the software inputs on the best
+design, `search.importance`, ``importance.png``), and the best design's Verilog under
+``verilog/`` (``--no-verilog``: not written). --verify DIR simulates the
 best design's layers on the RTL (every output verified against numpy) and prints the
 network cost next to the run's own figure.
 
@@ -91,8 +95,14 @@ def _parser() -> OneLineParser:
     p.add_argument("--run-dir", help="run directory (instead of --name)")
     p.add_argument("--workers", type=int, default=None, help="RTL simulations in parallel (default 2; RTL only)")
     p.add_argument("--verify", metavar="DIR", help="simulate a run's best design on the RTL")
+    p.add_argument("--no-verilog", action="store_true", help="do not write the best design's Verilog")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _command() -> str:
+    import shlex
+    return shlex.join(["python", "-m", "search.spotlight", *sys.argv[1:]])
 
 
 def _names(text: str, flag: str) -> list[str]:
@@ -137,43 +147,31 @@ def _point_dict(p, layers) -> dict:
                        for lay, m, r in zip(layers, p.mappings, p.results)]}
 
 
-def _report(run, opts, names, layers, result, wall_s: float) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _report(args, run, opts, names, layers, result, wall_s: float) -> Path:
+    """report.md (with convergence, CDF and feature-importance plots) and the best
+    design's Verilog, through `search.report`."""
+    from search.report import write_best_verilog, write_report
 
     path = Path(run.path)
     best = result.best
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ys = [v if math.isfinite(v) else float("nan") for v in result.best_so_far]
-    ax.semilogy(range(1, len(ys) + 1), ys, marker=".")
-    ax.set_xlabel("hardware iteration")
-    ax.set_ylabel(f"best network {opts.objective}")
-    ax.set_title(f"Spotlight-{opts.variant} on {', '.join(names)}")
-    fig.tight_layout()
-    fig.savefig(path / "convergence.png", dpi=120)
-    plt.close(fig)
-    lines = [f"# Spotlight run: {', '.join(names)}", "",
-             f"variant {opts.variant}, {run.options.get('fidelity')} fidelity, "
-             f"{len(result.history)} hardware iterations x {opts.sw_iters} software evaluations per layer, "
-             f"seed {opts.seed}, objective {opts.objective}, wall {wall_s:.0f} s", ""]
-    if best is None:
-        lines.append("No feasible design was found.")
-    else:
-        c = best.cost
-        lines += ["## Best design", "",
-                  f"- hardware: dim {best.hw.dim}, scratchpad {best.hw.sp_kb} KB, accumulator {best.hw.acc_kb} KB "
-                  f"(iteration {best.iteration}, {best.phase})",
-                  f"- network: EDP {c.edp:.4e} pJ x cycles, {c.cycles:,.0f} cycles, {c.energy_pj / 1e6:,.3f} uJ, "
-                  f"area {best.area_mm2:.3f} mm^2", "",
-                  "| layer | count | cycles | energy uJ | mapping |", "|:--|--:|--:|--:|:--|"]
-        for lay, m, r in zip(layers, best.mappings, best.results):
-            lines.append(f"| {lay.name} | {lay.count} | {r.cycles:,} | {r.energy_pj / 1e6:.3f} | "
-                         f"`{m.to_json() if m else '-'}` |")
-        lines += ["", f"Re-verify on the RTL: `python -m search.spotlight --verify {path}`"]
-    lines += ["", "![convergence](convergence.png)", ""]
-    (path / "report.md").write_text("\n".join(lines))
-    return path / "report.md"
+    importance = verilog = None
+    if best is not None and opts.variant != "r":
+        from search.importance import software_importance
+        records = [r for r in run.evaluations() if r.hw == best.hw]
+        try:
+            importance = software_importance(records, opts.variant, opts.objective, seed=opts.seed)
+        except ValueError as e:         # too few points on the best design: no table
+            print(f"note: no feature importance ({e})", file=sys.stderr)
+    if best is not None and not args.no_verilog:
+        verilog = write_best_verilog(best.hw, path / "verilog")
+    summary = [f"Spotlight-{opts.variant}, {run.options.get('fidelity')} fidelity, {len(result.history)} hardware "
+               f"iterations x {opts.sw_iters} software evaluations per layer, seed {opts.seed}, objective "
+               f"{opts.objective}, wall {wall_s:.0f} s (this sitting; a resumed run replays what is stored).",
+               "", f"Started by: `{run.info.get('command', '')}`"]
+    return write_report(path, title=f"Spotlight run: {', '.join(names)}", summary_lines=summary, names=names,
+                        layers=layers, result=result, objective=opts.objective, importance=importance,
+                        verilog_path=verilog,
+                        verify_command=f"python -m search.spotlight --verify {path}" if best is not None else None)
 
 
 def _verify(args) -> int:
@@ -264,7 +262,7 @@ def main(argv=None) -> int:
             options = {**opts.to_dict(), "workloads": names, "fidelity": args.fidelity}
             if hardware is not None:
                 options["hardware"] = hardware.to_dict()
-        run = RunDir.open(run_path, options, seeds={"seed": opts.seed}, command=" ".join(sys.argv))
+        run = RunDir.open(run_path, options, seeds={"seed": opts.seed}, command=_command())
     except (ValueError, WorkloadError) as e:
         return print_error(e)
     if args.codesign_with:
@@ -302,7 +300,7 @@ def _search(args, run, opts, names, layers, evaluator, hardware=None, label=None
         best = {**_point_dict(result.best, layers), "fidelity": evaluator.fidelity, "workloads": names,
                 "variant": opts.variant, "seed": opts.seed}
         run.write_json("best.json", best)
-    _report(run, opts, names, layers, result, wall)
+    _report(args, run, opts, names, layers, result, wall)
     return result, wall
 
 
@@ -325,7 +323,7 @@ def _generalise(args, top, opts, names, layers, target_layers, evaluator) -> int
 
     base = {**opts.to_dict(), "fidelity": args.fidelity}
     seeds = {"seed": opts.seed}
-    command = " ".join(sys.argv)
+    command = _command()
     with top:
         with RunDir.open(top.path / "codesign", {**base, "workloads": names, "role": "codesign"},
                          seeds=seeds, command=command) as run:

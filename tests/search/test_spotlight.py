@@ -149,7 +149,7 @@ def test_cli_errors_are_one_line_before_any_work(args, message):
 
 def _small_cli(run_dir, wl):
     return ["--workload", str(wl), "--hw-iters", "5", "--sw-iters", "8", "--sw-pool", "40", "--sw-batch", "4",
-            "--seed", "3", "--run-dir", str(run_dir), "--quiet"]
+            "--seed", "3", "--run-dir", str(run_dir), "--quiet", "--no-verilog"]
 
 
 def test_kill9_resume_gives_the_same_history_and_best(tmp_path):
@@ -191,7 +191,7 @@ def test_generalisation_compares_the_transferred_design_with_the_targets_own(tmp
     run = tmp_path / "gen"
     p = _cli("--codesign-with", str(src), "--evaluate-on", str(tgt), "--hw-iters", "4", "--sw-iters", "8",
              "--sw-pool", "40", "--sw-batch", "4", "--hw-warmup", "2", "--sw-warmup", "4", "--run-dir", str(run),
-             "--quiet")
+             "--quiet", "--no-verilog")
     assert p.returncode == 0, p.stderr
     doc = json.loads((run / "generalisation.json").read_text())
     design = json.loads((run / "codesign" / "best.json").read_text())
@@ -222,6 +222,11 @@ def test_hw_fixes_the_design_and_verify_simulates_the_best_on_the_rtl(tmp_path):
     best = json.loads((run / "best.json").read_text())
     assert (best["hw"]["dim"], best["hw"]["sp_kb"], best["hw"]["acc_kb"]) == (4, 64, 32)
     assert len(json.loads((run / "history.json").read_text())) == 1
+    verilog = list((run / "verilog").glob("*.v"))
+    assert len(verilog) == 1 and "module top" in verilog[0].read_text()
+    report = (run / "report.md").read_text()
+    assert "dim 4, scratchpad 64 KB, accumulator 32 KB" in report and "Feature importance" in report
+    assert f"python -m search.spotlight --verify {run}" in report
     v = _cli("--verify", str(run), "--workers", "1", "--quiet")
     assert v.returncode == 0, v.stderr
     line = [ln for ln in v.stdout.splitlines() if ln.startswith("RTL:")][0]
