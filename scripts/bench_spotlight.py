@@ -77,15 +77,12 @@ def _one(job) -> dict:
             "objectives": [fin(p.objective) for p in res.history]}
 
 
-def _cdf(values):
-    v = np.sort(np.asarray([x for x in values if x is not None], dtype=float))
-    return v, np.arange(1, len(v) + 1) / max(len(v), 1)
-
-
 def _plots(out: Path, runs: list[dict], workloads, methods) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from search.report import empirical_cdf
 
     colours = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for w in workloads:
@@ -109,7 +106,7 @@ def _plots(out: Path, runs: list[dict], workloads, methods) -> None:
         for m in methods:
             first = True
             for r in (r for r in runs if r["workload"] == w and r["method"] == m):
-                x, p = _cdf(r["objectives"])
+                x, p = empirical_cdf(r["objectives"])
                 ax.step(x, p, where="post", color=colours[m], alpha=0.6, lw=1, label=LABELS[m] if first else None)
                 first = False
         ax.set_xscale("log")
