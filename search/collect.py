@@ -3,7 +3,7 @@
     python -m search.collect --fidelity {analytical,rtl} --workloads resnet50,bert,unet,retinanet \\
         --n 65536 --seed S --out DIR [--encoding {1,2}] [--workers W] [--ray ADDRESS] [--batch B] \\
         [--parquet] [--quiet] [--cache-dir DIR] [--timeout SECONDS] [--retry-errors] \\
-        [--models {family,exact}] [--max-cycles N]
+        [--models {family,exact}] [--max-cycles N] [--resume-from FILE.parquet]
     python -m search.collect --summary DIR
 
 Samples. The space's layers are the unique layer shapes (`search.workloads.unique_layers`)
@@ -52,6 +52,18 @@ transaction, written by this process only; a run killed at any moment loses at m
 batches in flight, and the same command continues with the missing indices. A sample's
 result does not depend on the batching or on the number of workers. Rerunning into a
 DIR with other parameters is an error, except a larger ``--n``, which extends it.
+
+Resuming on another machine. DIR stays where it was made; its Parquet export travels
+(``--parquet``, committed). ``--resume-from FILE.parquet`` into a DIR that holds no
+dataset first imports FILE there (`search.dataset.import_parquet`: meta, layers and
+every sample, one transaction), then runs exactly as a resume of that collection: the
+command line must match FILE's collection (fidelity, workloads, seed, encoding, RTL
+settings; ``--n`` may grow), and only the missing indices are evaluated. The Sobol
+points are drawn again from seed and n and must equal column ``u`` of every imported
+sample (another scipy could draw others). When any of these checks fails, the import
+is undone (one ``error:`` line, exit 2); once it has passed, DIR holds the collection,
+and later runs resume it without ``--resume-from``. Into a DIR that already holds a
+dataset, ``--resume-from`` is an error.
 
 Scheduling. Analytical: batches of ``--batch`` consecutive indices (default 4096). RTL
 with family models: the models of the array sizes in use are built (or found in the
@@ -119,6 +131,8 @@ from search.dataset import (
     encoding_names,
     export_parquet,
     format_summary,
+    import_parquet,
+    read_parquet_meta,
     summary,
     unit_names,
 )
@@ -630,15 +644,72 @@ def _encoding_version(out: Path, asked: int | None) -> int:
     return stored
 
 
+def _holds_dataset(db: Path) -> bool:
+    """Does ``db`` hold tables (a file with none is a creation that was killed: absent)?"""
+    if not db.is_file() or db.stat().st_size == 0:
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return bool(conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall())
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise CollectError(f"{db} is not a readable SQLite dataset: {first_line(e)}") from None
+
+
+def _import(out: Path, parquet: Path, quiet: bool, err) -> bool:
+    """Import ``parquet`` into ``out`` (which must hold no dataset) for --resume-from."""
+    if _holds_dataset(out / DB_NAME):
+        raise CollectError(f"--resume-from: {out} already holds a dataset; resume it without --resume-from")
+    if not quiet:
+        print(f"importing {parquet} into {out / DB_NAME}...", file=err, flush=True)
+    try:
+        import_parquet(parquet, out / DB_NAME)
+    except DatasetError as e:
+        raise CollectError(f"--resume-from: {first_line(e)}") from None
+    return True
+
+
+def _discard(out: Path) -> None:
+    """Undo an import of --resume-from (its store closed): remove DIR/dataset.sqlite."""
+    db = out / DB_NAME
+    for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        p.unlink(missing_ok=True)
+
+
+def _check_imported_points(store: Store, n: int, parquet: Path, out: Path) -> None:
+    """The Sobol points drawn here must be column ``u`` of every imported sample (another
+    scipy may draw other points); else the import is undone and CollectError."""
+    for start in range(0, n, POINT_BLOCK):
+        stop = min(start + POINT_BLOCK, n)
+        rows = store.rows(["idx", "u"], "WHERE idx >= ? AND idx < ?", (start, stop)).fetchall()
+        if not rows:
+            continue
+        points = store.get_points(start, stop)
+        bad = next((i for i, u in rows if json.loads(u) != points[i - start].tolist()), None)
+        if bad is not None:
+            there = store.meta.get("versions", {}).get("scipy")
+            here = _versions(store.meta["fidelity"])["scipy"]
+            store.close()
+            _discard(out)
+            raise CollectError(f"--resume-from: the Sobol points drawn here (scipy {here}) differ from those of "
+                               f"{parquet} (scipy {there}) at sample {bad}; nothing was imported into {out}")
+
+
 def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int = 0,
             workers: int | None = None, ray: str | None = None, batch: int | None = None,
             parquet: bool = False, quiet: bool = True, cache_dir=None, timeout_s: float = 600.0,
             retry_errors: bool = False, models: str = "family", max_cycles: int = DEFAULT_MAX_CYCLES,
-            encoding: int | None = None, stream=None, err=None) -> dict:
+            encoding: int | None = None, resume_from=None, stream=None, err=None) -> dict:
     """Run (or continue) a collection into directory ``out``; see the module docstring.
 
     ``encoding``: the encoding version of a new collection (None: `DEFAULT_ENCODING`); a
     collection that exists keeps its own, and an ``encoding`` that differs is an error.
+
+    ``resume_from``: a Parquet export (`search.dataset.export_parquet`) of this
+    collection, imported into ``out`` first, which must hold no dataset; the import is
+    undone when the collection does not match (see the module docstring).
 
     Returns ``{"evaluated", "wall_s", "summary"}``. Raises `CollectError` for bad
     arguments or a mismatching collection, `CollectFailure` when it stops early (a worker
@@ -691,6 +762,12 @@ def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int =
             check_output_file(out / PARQUET_NAME, "--parquet")
         except ValueError as e:
             raise CollectError(first_line(e)) from None
+    if resume_from is not None:   # the file checked now, before anything is written
+        resume_from = Path(resume_from)
+        try:
+            read_parquet_meta(resume_from)
+        except DatasetError as e:
+            raise CollectError(f"--resume-from: {first_line(e)}") from None
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -706,12 +783,20 @@ def collect(out, *, fidelity: str, workloads: Sequence[str], n: int, seed: int =
     except OSError as e:
         raise CollectError(f"cannot write into {out}: {e.strerror or e}") from None
     try:
-        spec = dataclasses.replace(spec, version=_encoding_version(out, encoding))
-        store = _open(out, _meta(spec, workloads, n, entries), layer_rows, lambda s: print(s, file=err))
+        imported = resume_from is not None and _import(out, resume_from, quiet, err)
+        try:
+            spec = dataclasses.replace(spec, version=_encoding_version(out, encoding))
+            store = _open(out, _meta(spec, workloads, n, entries), layer_rows, lambda s: print(s, file=err))
+        except CollectError:
+            if imported:
+                _discard(out)
+            raise
         with store:
             if retry_errors:
                 store.delete_errors()
             _ensure_points(store, n, spec.seed, quiet, err, spec.version)
+            if imported:
+                _check_imported_points(store, n, resume_from, out)
             done = store.done_indices()
             pending = np.setdiff1d(np.arange(n, dtype=np.int64), done, assume_unique=True)
             evaluated = _run(spec, store, pending, n, workers, ray, batch, quiet, err, len(done))
@@ -901,6 +986,10 @@ def _parser() -> argparse.ArgumentParser:
                    "0: no limit)")
     p.add_argument("--retry-errors", action="store_true", help="evaluate again the samples stored with "
                    "reason 'error: ...'")
+    p.add_argument("--resume-from", type=Path, metavar="FILE.parquet",
+                   help="continue the collection exported to FILE (--parquet) in a DIR that holds no dataset "
+                   "yet: FILE is imported into DIR first, then the run resumes it (the arguments must be "
+                   "FILE's collection's; --n may grow)")
     p.add_argument("--summary", type=Path, metavar="DIR", help="print the summary of an existing dataset and exit")
     return p
 
@@ -952,7 +1041,7 @@ def main(argv: list[str] | None = None) -> int:
                                "configuration with --models exact)")
         collect(args.out, fidelity=args.fidelity, workloads=args.workloads, n=args.n, workers=args.workers,
                 ray=args.ray, batch=args.batch, parquet=args.parquet, quiet=args.quiet, cache_dir=args.cache_dir,
-                retry_errors=args.retry_errors, encoding=args.encoding, **opts)
+                retry_errors=args.retry_errors, encoding=args.encoding, resume_from=args.resume_from, **opts)
     except CollectError as e:
         print(f"error: {first_line(e)}", file=sys.stderr)
         return 2

@@ -75,7 +75,10 @@ API
 `Store.insert` (one transaction), `Store.done_indices`, `Store.meta`, `Store.set_meta`,
 `Store.put_points` / `Store.get_points`; `load` (dict of columns, pandas-free),
 `load_records`, `load_arrays` (numpy), `decode_record` (back to Layer, HardwareConfig,
-Mapping, Result); `summary` / `format_summary`; `export_parquet`. Every reader takes
+Mapping, Result); `summary` / `format_summary`; `export_parquet`, and its inverse
+`import_parquet` (a new store from an export: meta, layers and every sample row; the
+points table is left empty, the collector draws the points again from seed and n),
+with `read_parquet_meta` (an export's metadata, checked). Every reader takes
 datasets of both encoding versions (`Store.encoding_version`; `load_arrays` returns it
 with the arrays, `export_parquet` sizes the list columns by it and records it).
 """
@@ -113,10 +116,12 @@ __all__ = [
     "encoding_names",
     "export_parquet",
     "format_summary",
+    "import_parquet",
     "load",
     "load_arrays",
     "load_records",
     "open_store",
+    "read_parquet_meta",
     "reason_kind",
     "summary",
     "unit_names",
@@ -264,11 +269,13 @@ class Store:
         return store
 
     @classmethod
-    def create(cls, path, meta: dict, layer_rows: Iterable[tuple]) -> Store:
+    def create(cls, path, meta: dict, layer_rows: Iterable[tuple], samples: Iterable[tuple] = ()) -> Store:
         """Create the tables, the meta and the layers table in one transaction (a file
         that exists but holds no table counts as absent: a creation that was killed).
 
-        ``layer_rows``: (workload, layer_index, name, count, layer JSON) tuples."""
+        ``layer_rows``: (workload, layer_index, name, count, layer JSON) tuples;
+        ``samples``: sample rows (`SAMPLE_COLUMNS` order) written in the same transaction
+        (`import_parquet`), any iterable: an exception it raises undoes the creation."""
         p = _db_path(path)
         if "encoding_version" in meta:
             _check_version(meta["encoding_version"])
@@ -289,6 +296,8 @@ class Store:
             conn.executemany("INSERT INTO meta VALUES (?, ?)",
                              [(k, json.dumps(v, sort_keys=True)) for k, v in {**meta, "schema": SCHEMA}.items()])
             conn.executemany("INSERT INTO layers VALUES (?, ?, ?, ?, ?)", list(layer_rows))
+            marks = ", ".join("?" * len(SAMPLE_COLUMNS))
+            conn.executemany(f"INSERT INTO samples VALUES ({marks})", samples)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -649,3 +658,152 @@ def export_parquet(db_path, out_path, *, rows_per_group: int = 16384) -> int:
                 n += len(chunk)
     os.replace(tmp, out_path)
     return n
+
+
+_PARQUET_KEYS = ("accelsim.meta", "accelsim.layers", "accelsim.encoding_version")
+_LAYER_KEYS = ("workload", "layer_index", "name", "count", "layer")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _parquet_file(path):
+    """(pyarrow ParquetFile, header dict of `read_parquet_meta`) of an export; DatasetError
+    (one line, naming the file) when it is not one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = Path(path)
+    if not src.exists():
+        raise DatasetError(f"no Parquet file at {src}")
+    if not src.is_file():
+        raise DatasetError(f"{src} is not a file")
+    try:
+        pf = pq.ParquetFile(str(src))
+        schema = pf.schema_arrow
+    except (pa.ArrowException, OSError) as e:
+        raise DatasetError(f"{src} is not a readable Parquet file: {_first_line(e)}") from None
+    kv = schema.metadata or {}
+    missing = [k for k in _PARQUET_KEYS if k.encode() not in kv]
+    if missing:
+        raise DatasetError(f"{src} is not an accelsim dataset export: its metadata has no {', '.join(missing)} "
+                           f"(write it with search.dataset.export_parquet)")
+    try:
+        meta = json.loads(kv[b"accelsim.meta"])
+        layers = json.loads(kv[b"accelsim.layers"])
+        version = json.loads(kv[b"accelsim.encoding_version"])
+    except ValueError as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DatasetError(f"{src}: unreadable accelsim metadata: {_first_line(e)}") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{src}: accelsim.meta is not a JSON object")
+    if meta.get("schema") != SCHEMA:
+        raise DatasetError(f"{src} has dataset schema {meta.get('schema')!r}; this version reads {SCHEMA!r}")
+    if isinstance(version, bool) or version not in ENCODING_VERSIONS:
+        raise DatasetError(f"{src} has encoding version {version!r}; this version reads "
+                           f"{', '.join(map(str, ENCODING_VERSIONS))}")
+    if meta.get("encoding_version", 1) != version:
+        raise DatasetError(f"{src}: accelsim.encoding_version {version} differs from the meta's "
+                           f"encoding_version {meta.get('encoding_version', 1)!r}")
+    if not isinstance(layers, list) or not all(isinstance(r, dict) and set(r) == set(_LAYER_KEYS)
+                                               for r in layers):
+        raise DatasetError(f"{src}: accelsim.layers is not a list of {{{', '.join(_LAYER_KEYS)}}} objects")
+    want = _arrow_schema(pa, version)
+    names = schema.names
+    if names != list(COLUMN_NAMES):
+        lack = [c for c in COLUMN_NAMES if c not in names]
+        extra = [c for c in names if c not in COLUMN_NAMES]
+        what = (f"it lacks column(s) {', '.join(lack)}" if lack else
+                f"it has unknown column(s) {', '.join(extra)}" if extra else "its columns are in another order")
+        raise DatasetError(f"{src} does not have the columns of an accelsim dataset export: {what}")
+    for field in want:
+        got = schema.field(field.name).type
+        if not got.equals(field.type):
+            raise DatasetError(f"{src}: column {field.name} has type {got}; an export of encoding version "
+                               f"{version} has {field.type}")
+    return pf, {"meta": meta, "layers": layers, "encoding_version": version, "rows": pf.metadata.num_rows}
+
+
+def read_parquet_meta(path) -> dict:
+    """The header of a Parquet file written by `export_parquet`, checked: ``{"meta"`` (the
+    meta table), ``"layers"`` (the layers table, as `Store.layer_table`),
+    ``"encoding_version"``, ``"rows"}``. DatasetError (one line, naming the file) when it
+    is missing, not a file, not readable Parquet, lacks the accelsim metadata or has not
+    the columns of an export of its encoding version."""
+    return _parquet_file(path)[1]
+
+
+def import_parquet(parquet_path, dir_or_db, *, rows_per_batch: int = 16384) -> int:
+    """Recreate a dataset store from a Parquet file written by `export_parquet` (its
+    inverse); return the number of sample rows imported.
+
+    ``dir_or_db``: a dataset directory (created when missing) or a ``.sqlite`` path. The
+    meta (``accelsim.meta``: its ``created`` and ``versions`` are the original's), the
+    layers table (``accelsim.layers``) and every sample row (``u`` and ``encoding`` back
+    to the JSON text the store keeps, ``feasible`` to 0 / 1, NULLs kept) are written by
+    `Store.create` in one transaction: a killed or failed import leaves no dataset.
+    The points table stays empty: `search.collect` draws the Sobol points again from
+    the seed and n (and, resuming from the file, checks them against column ``u``).
+
+    DatasetError (one line) when the file is not such an export (`read_parquet_meta`),
+    when ``dir_or_db`` already holds a dataset, or when a row breaks the store's
+    constraints (a NULL where none may be, an index twice)."""
+    import pyarrow as pa
+
+    pf, head = _parquet_file(parquet_path)
+    src = Path(parquet_path)
+    target = Path(dir_or_db)
+    if not target.exists() and target.suffix != ".sqlite":
+        try:
+            target.mkdir(parents=True)
+        except OSError as e:
+            raise DatasetError(f"cannot create the dataset directory {target}: {e.strerror or e}") from None
+    db = _db_path(target)
+    existed = db.exists()
+    layer_rows = [(r["workload"], r["layer_index"], r["name"], r["count"], json.dumps(r["layer"], sort_keys=True))
+                  for r in head["layers"]]
+    count = [0]
+
+    def samples():
+        try:
+            for batch in pf.iter_batches(batch_size=rows_per_batch, columns=list(COLUMN_NAMES)):
+                cols = []
+                for name in COLUMN_NAMES:
+                    v = batch.column(name).to_pylist()
+                    if name in _JSON_LIST_COLUMNS:
+                        v = [None if x is None else json.dumps(x) for x in v]
+                    elif name == "feasible":
+                        v = [None if x is None else int(x) for x in v]
+                    cols.append(v)
+                rows = list(zip(*cols))
+                count[0] += len(rows)
+                yield from rows
+        except (pa.ArrowException, OSError) as e:
+            raise DatasetError(f"{src}: reading its rows failed: {_first_line(e)}") from None
+
+    try:
+        store = Store.create(db, head["meta"], layer_rows, samples())
+    except sqlite3.IntegrityError as e:
+        _discard_empty(db, existed)
+        raise DatasetError(f"{src}: a row breaks the dataset's constraints ({_first_line(e)}); nothing was "
+                           f"imported") from None
+    except sqlite3.Error as e:
+        _discard_empty(db, existed)
+        raise DatasetError(f"cannot write the dataset {db}: {_first_line(e)}") from None
+    except DatasetError:
+        _discard_empty(db, existed)
+        raise
+    store.close()
+    return count[0]
+
+
+def _discard_empty(db: Path, existed: bool) -> None:
+    """Remove the (table-less) file a failed import created."""
+    if existed:
+        return
+    for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            p.unlink()
+        except OSError:
+            pass

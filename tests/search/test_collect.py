@@ -1,7 +1,8 @@
 """search.collect: the samples are the co-design space's Sobol points, the records equal
 the evaluators' own results, collections are deterministic and resumable (the kill test),
-extensible, exportable, in either encoding version (a DIR keeps its own; version 2 varies
-the buffering), and the CLI fails with one line."""
+extensible, exportable, importable and resumable from the export (--resume-from), in
+either encoding version (a DIR keeps its own; version 2 varies the buffering), and the
+CLI fails with one line."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from search.collect import (
     space_layers,
 )
 from search.dataset import (COLUMN_NAMES, DB_NAME, PARQUET_NAME, DatasetError, Store, decode_record, encoding_names,
-                            load, load_arrays, load_records, unit_names)
+                            export_parquet, import_parquet, load, load_arrays, load_records, unit_names)
 from search.space import CoDesignSpace, HardwareSpace, MappingSpace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,6 +272,166 @@ def test_parquet_export_of_a_version_2_collection(tmp_path):
     arr = load_arrays(tmp_path)
     np.testing.assert_array_equal(np.array(table.column("u").to_pylist()), arr["u"])
     np.testing.assert_array_equal(np.array(table.column("encoding").to_pylist()), arr["encoding"])
+
+
+# ---- Parquet import and --resume-from ----------------------------------------------------
+def _table(out: Path, table: str) -> list[tuple]:
+    """Every row of a table of the store in ``out``, as stored."""
+    with Store.open(out, readonly=True) as s:
+        return s.conn.execute(f"SELECT * FROM {table} ORDER BY {'key' if table == 'meta' else 'rowid'}").fetchall()
+
+
+def _meta_but_provenance(out: Path) -> dict:
+    with Store.open(out, readonly=True) as s:
+        return {k: v for k, v in s.meta.items() if k not in ("created", "versions")}
+
+
+def _resume_argv(out: Path, parquet: Path, n: int, *extra: str) -> list[str]:
+    return ["--fidelity", "analytical", "--workloads", "bert", "--n", str(n), "--out", str(out), "--workers", "1",
+            "--quiet", "--resume-from", str(parquet), *extra]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_import_of_an_exported_collection_equals_it(tmp_path, version):
+    pytest.importorskip("pyarrow")
+    src, copy = tmp_path / "src", tmp_path / "copy"
+    _run(src, n=64, batch=32, encoding=version, parquet=True)
+    assert import_parquet(src / PARQUET_NAME, copy) == 64
+    assert load_records(copy) == load_records(src) and [r["idx"] for r in load_records(copy)] == list(range(64))
+    for table in ("meta", "layers", "samples"):
+        assert _table(copy, table) == _table(src, table), table
+    with Store.open(src, readonly=True) as a, Store.open(copy) as b:
+        assert b.meta == a.meta and b.layer_table() == a.layer_table() and b.encoding_version == version
+        assert b.point_blocks() == {}
+        # the points the collector draws again from seed and n (`_ensure_points`) are the original's
+        from search.collect import _ensure_points
+        _ensure_points(b, 64, a.meta["seed"], version=version)
+        np.testing.assert_array_equal(b.get_points(0, 64), a.get_points(0, 64))
+        np.testing.assert_array_equal(b.get_points(0, 64), [json.loads(r["u"]) for r in load_records(src)])
+    assert _run(copy, n=64, encoding=version)["evaluated"] == 0      # the copy resumes as the original
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_resume_from_parquet_equals_a_straight_collection(tmp_path, capsys, monkeypatch, version):
+    """Collect n=100 (with holes, as a collection stopped midway), export, resume from the
+    export into a new DIR with n=260: the same dataset, row by row, as a straight n=260
+    collection (meta but its provenance too), with the same Sobol points (in blocks of
+    32 here, so several); the new DIR then resumes without --resume-from."""
+    pytest.importorskip("pyarrow")
+    import search.collect
+    monkeypatch.setattr(search.collect, "POINT_BLOCK", 32)
+    first, resumed, straight = tmp_path / "first", tmp_path / "resumed", tmp_path / "straight"
+    _run(first, n=100, batch=64, encoding=version)
+    holes = [0, 31, 32, 57, 99]
+    with Store.open(first) as s, s._transaction():
+        s.conn.executemany("DELETE FROM samples WHERE idx = ?", [(i,) for i in holes])
+    exported = tmp_path / "moved" / "first.parquet"        # the file that travels
+    exported.parent.mkdir()
+    assert export_parquet(first, exported) == 100 - len(holes)
+    report = _run(resumed, n=260, batch=64, resume_from=exported)        # --encoding: the file's own
+    assert report["evaluated"] == 160 + len(holes) and report["summary"]["total"] == 260
+    _run(straight, n=260, encoding=version)
+    assert _rows(resumed) == _rows(straight) and [r["idx"] for r in _rows(resumed)] == list(range(260))
+    assert _table(resumed, "samples") == _table(straight, "samples")
+    assert _table(resumed, "layers") == _table(straight, "layers")
+    assert _meta_but_provenance(resumed) == _meta_but_provenance(straight)
+    with Store.open(first, readonly=True) as f, Store.open(resumed, readonly=True) as r, \
+            Store.open(straight, readonly=True) as s:
+        assert r.meta["created"] == f.meta["created"] and r.meta["n"] == 260     # the collection's own start
+        assert r.point_blocks() == s.point_blocks() == {b: min(32, 260 - b) for b in range(0, 260, 32)}
+        np.testing.assert_array_equal(r.get_points(0, 260), s.get_points(0, 260))
+        np.testing.assert_array_equal(r.get_points(0, 100), f.get_points(0, 100))
+    assert _run(resumed, n=260)["evaluated"] == 0
+    # the same through the CLI, with n unchanged: only the import, nothing to evaluate
+    assert main(_resume_argv(tmp_path / "cli", exported, 100, "--encoding", str(version))) == 0
+    assert "this run  5 samples in" in capsys.readouterr().out                # the holes only
+    assert _rows(tmp_path / "cli") == _rows(straight)[:100]
+
+
+def _one_line(capsys, argv, message):
+    assert main(argv) == 2, argv
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    return err
+
+
+def test_resume_from_a_bad_file_is_one_line(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(os.urandom(4096))
+    plain = tmp_path / "plain.parquet"                     # a Parquet file, but not an export
+    pq.write_table(pa.table({"idx": [0, 1], "u": ["[0.5]", "[0.25]"]}), plain)
+    _run(tmp_path / "src", n=40, parquet=True)
+    stripped = tmp_path / "stripped.parquet"               # an export without its metadata
+    pq.write_table(pq.read_table(tmp_path / "src" / PARQUET_NAME).replace_schema_metadata(None), stripped)
+    out = tmp_path / "out"
+    for path, message in [(junk, f"--resume-from: {junk} is not a readable Parquet file"),
+                          (plain, f"--resume-from: {plain} is not an accelsim dataset export: its metadata has no "
+                                  "accelsim.meta"),
+                          (stripped, f"--resume-from: {stripped} is not an accelsim dataset export"),
+                          (tmp_path, f"--resume-from: {tmp_path} is not a file"),
+                          (tmp_path / "absent.parquet",
+                           f"--resume-from: no Parquet file at {tmp_path / 'absent.parquet'}")]:
+        _one_line(capsys, _resume_argv(out, path, 40), message)
+        assert not out.exists()                            # checked before anything is written
+
+
+def test_resume_from_into_a_dir_that_holds_a_dataset_is_one_line(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    _run(tmp_path / "src", n=40, parquet=True)
+    out = tmp_path / "out"
+    _run(out, n=50)
+    before = _table(out, "samples")
+    _one_line(capsys, _resume_argv(out, tmp_path / "src" / PARQUET_NAME, 60),
+              f"error: --resume-from: {out} already holds a dataset; resume it without --resume-from")
+    assert _table(out, "samples") == before and Store.open(out, readonly=True).meta["n"] == 50
+    # the source DIR itself holds its dataset too
+    _one_line(capsys, _resume_argv(tmp_path / "src", tmp_path / "src" / PARQUET_NAME, 40),
+              "already holds a dataset; resume it without --resume-from")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seed", "5"], "with seed=0; this run asks seed=5"),
+    (["--workloads", "unet"], "with workloads=bert; this run asks workloads=unet"),
+    (["--encoding", "1"], "holds a collection with --encoding 2; this run asks --encoding 1"),
+    (["--n", "30"], "n=40; --n 30 is smaller"),
+])
+def test_resume_from_another_collection_is_rejected_and_undone(tmp_path, capsys, extra, message):
+    """A Parquet file of another collection fails the resume's meta check (one line), and
+    the import is undone: the DIR holds no dataset, so the right command then works."""
+    pytest.importorskip("pyarrow")
+    _run(tmp_path / "src", n=40, encoding=2, parquet=True)
+    exported = tmp_path / "src" / PARQUET_NAME
+    out = tmp_path / "out"
+    argv = _resume_argv(out, exported, 40)
+    # the later options win in argparse: the changed value replaces the matching one
+    _one_line(capsys, argv + extra, message)
+    assert not (out / DB_NAME).exists()
+    assert main(argv) == 0
+    assert _rows(out) == _rows(tmp_path / "src")
+
+
+def test_resume_from_refuses_sobol_points_that_differ(tmp_path, capsys, monkeypatch):
+    """Points drawn here that differ from column ``u`` of the file (another scipy) stop the
+    resume before any evaluation, and the import is undone."""
+    pytest.importorskip("pyarrow")
+    import search.collect
+    _run(tmp_path / "src", n=40, parquet=True)
+    real = search.collect._ensure_points
+
+    def other_scipy(store, n, seed, quiet=True, err=None, version=1):
+        real(store, n, seed, quiet, err, version)
+        u = store.get_points(0, n)
+        u[17, 3] = np.nextafter(u[17, 3], 1.0)
+        store.put_points(0, u)
+
+    monkeypatch.setattr(search.collect, "_ensure_points", other_scipy)
+    out = tmp_path / "out"
+    err = _one_line(capsys, _resume_argv(out, tmp_path / "src" / PARQUET_NAME, 64),
+                    "--resume-from: the Sobol points drawn here")
+    assert f"differ from those of {tmp_path / 'src' / PARQUET_NAME}" in err and "at sample 17" in err
+    assert not (out / DB_NAME).exists()
 
 
 # ---- the kill test ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """search.dataset: the SQLite store (creation, atomic batches, done indices, unit points,
-meta), the readers, the summary and the Parquet export, for datasets of both encoding
-versions and those made before versions existed (no ``encoding_version``: version 1)."""
+meta), the readers, the summary, the Parquet export and its inverse (the import), for
+datasets of both encoding versions and those made before versions existed (no
+``encoding_version``: version 1)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from search.dataset import (
     encoding_names,
     export_parquet,
     format_summary,
+    import_parquet,
     load,
     load_arrays,
     load_records,
+    read_parquet_meta,
     reason_kind,
     summary,
     unit_names,
@@ -297,3 +300,136 @@ def test_export_parquet_of_version_2(store_v2, tmp_path):
     assert json.loads(table.schema.metadata[b"accelsim.meta"])["encoding_version"] == 2
     assert table.column("encoding").to_pylist() == [[0.5] * 34] * 3
     assert table.column("mapping").to_pylist() == [MAPPING_V2.to_json()] * 3
+
+
+# ---- Parquet import (the inverse of the export) ---------------------------------------------
+def _raw(db, table: str) -> list[tuple]:
+    """Every row of a table as stored (the text of the JSON columns included)."""
+    with Store.open(db, readonly=True) as s:
+        order = "key" if table == "meta" else "rowid"
+        return s.conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+
+
+@pytest.mark.parametrize("version", [None, 1, 2])
+def test_import_parquet_recreates_the_store(tmp_path, version):
+    """Export then import: the same meta, layers and sample rows, byte for byte (NULLs,
+    0 / 1, the JSON text of u and encoding), for a dataset from before versions (None)
+    and both versions; several row groups; the points table left empty."""
+    pytest.importorskip("pyarrow")
+    meta = {None: META, 1: {**META, "encoding_version": 1}, 2: META_V2}[version]
+    layer_rows = LAYER_ROWS + [("other", 0, "fc2", 3, LAYER.to_json())]
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = [_row(i, res, version or 1) for i, res in
+            enumerate([_ok(100), _bad("x y"), _ok(300), _bad("output tile needs 9 rows"), _ok(7)])]
+    with Store.create(src, meta, layer_rows) as s:
+        s.insert(rows)
+        s.put_points(0, np.zeros((5, len(unit_names(version or 1)))))
+    path = tmp_path / "d.parquet"
+    assert export_parquet(src, path, rows_per_group=2) == 5              # three row groups
+    assert import_parquet(path, tmp_path / "new" / "dir") == 5           # the directory is created
+    copy = tmp_path / "new" / "dir"
+    for table in ("meta", "layers", "samples"):
+        assert _raw(copy, table) == _raw(src, table), table
+    assert _raw(copy, "samples") == rows                                # the rows as built, NULLs included
+    assert load(copy) == load(src) and load_records(copy) == load_records(src)
+    with Store.open(copy, readonly=True) as s:
+        assert s.point_blocks() == {} and s.encoding_version == (version or 1)
+        assert s.meta == {**meta, "schema": "accelsim.dataset/1"}
+        assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    for a, b in zip(load_arrays(copy).values(), load_arrays(src).values()):
+        np.testing.assert_array_equal(a, b)
+    # into a .sqlite path, and an empty dataset
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with Store.create(empty, meta, layer_rows):
+        pass
+    export_parquet(empty, tmp_path / "e.parquet")
+    assert import_parquet(tmp_path / "e.parquet", tmp_path / "e.sqlite") == 0
+    assert _raw(tmp_path / "e.sqlite", "meta") == _raw(empty, "meta") and load(tmp_path / "e.sqlite")["idx"] == []
+    head = read_parquet_meta(path)
+    assert head["rows"] == 5 and head["encoding_version"] == (version or 1)
+    assert head["layers"] == Store.open(src, readonly=True).layer_table()
+
+
+def test_import_parquet_into_a_dataset_is_an_error(store, tmp_path):
+    pytest.importorskip("pyarrow")
+    store.insert(ROWS[:2])
+    export_parquet(store, tmp_path / "d.parquet")
+    with pytest.raises(DatasetError, match="already holds tables") as e:
+        import_parquet(tmp_path / "d.parquet", tmp_path)
+    assert "\n" not in str(e.value)
+    assert store.count() == 2
+
+
+def _export_table(store, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    store.insert(ROWS)
+    export_parquet(store, tmp_path / "good.parquet")
+    return pq.read_table(tmp_path / "good.parquet")
+
+
+def _bad_parquet(tmp_path, table, kind: str):
+    """A file that is not an export of `export_parquet`, of kind ``kind``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / f"{kind}.parquet"
+    md = table.schema.metadata
+    if kind == "missing":
+        return tmp_path / "nothing.parquet"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "random-bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    elif kind == "no-metadata":
+        pq.write_table(table.replace_schema_metadata(None), path)
+    elif kind == "no-layers":
+        pq.write_table(table.replace_schema_metadata({k: v for k, v in md.items() if k != b"accelsim.layers"}), path)
+    elif kind == "bad-json":
+        pq.write_table(table.replace_schema_metadata({**md, b"accelsim.meta": b"{not json"}), path)
+    elif kind == "other-schema":
+        meta = {**json.loads(md[b"accelsim.meta"]), "schema": "accelsim.dataset/0"}
+        pq.write_table(table.replace_schema_metadata({**md, b"accelsim.meta": json.dumps(meta).encode()}), path)
+    elif kind == "version-mismatch":
+        pq.write_table(table.replace_schema_metadata({**md, b"accelsim.encoding_version": b"2"}), path)
+    elif kind == "missing-column":
+        pq.write_table(table.drop_columns(["edp"]), path)
+    elif kind == "wrong-type":
+        i = table.schema.get_field_index("cycles")
+        pq.write_table(table.set_column(i, pa.field("cycles", pa.float64()), table.column("cycles").cast(pa.float64())),
+                       path)
+    elif kind == "duplicate-index":
+        pq.write_table(pa.concat_tables([table, table.slice(1, 1)]), path)
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "no Parquet file at {path}"),
+    ("directory", "{path} is not a file"),
+    ("random-bytes", "{path} is not a readable Parquet file: "),
+    ("no-metadata", "{path} is not an accelsim dataset export: its metadata has no accelsim.meta, "
+                    "accelsim.layers, accelsim.encoding_version"),
+    ("no-layers", "{path} is not an accelsim dataset export: its metadata has no accelsim.layers "),
+    ("bad-json", "{path}: unreadable accelsim metadata: "),
+    ("other-schema", "{path} has dataset schema 'accelsim.dataset/0'; this version reads 'accelsim.dataset/1'"),
+    ("version-mismatch", "{path}: accelsim.encoding_version 2 differs from the meta's encoding_version 1"),
+    ("missing-column", "{path} does not have the columns of an accelsim dataset export: it lacks column(s) edp"),
+    ("wrong-type", "{path}: column cycles has type double; an export of encoding version 1 has int64"),
+    ("duplicate-index", "{path}: a row breaks the dataset's constraints (UNIQUE constraint failed: samples.idx); "
+                        "nothing was imported"),
+])
+def test_import_parquet_of_a_bad_file_is_one_line(store, tmp_path, kind, message):
+    table = _export_table(store, tmp_path)
+    path = _bad_parquet(tmp_path, table, kind)
+    target = tmp_path / "copy"
+    with pytest.raises(DatasetError) as e:
+        import_parquet(path, target)
+    text = str(e.value)
+    assert "\n" not in text and text.startswith(message.format(path=path)), text
+    # nothing is left behind: no dataset file (a failed import removes the one it began)
+    assert not (target / DB_NAME).exists() and not any(p.name.startswith(DB_NAME) for p in target.glob("*"))
+    if kind != "duplicate-index":
+        with pytest.raises(DatasetError) as e2:
+            read_parquet_meta(path)
+        assert str(e2.value) == text
