@@ -79,7 +79,7 @@ configuration, the loads of step 0, then for each step t the execute stream of t
 with the stores of the tile finished at t-1 and the loads of step t+1 in the order of
 `hw.schedule.merge` (each side stream spread evenly over the execute stream; a
 partial-sum reload into the accumulator buffer still being stored follows those stores;
-`_interleave` computes the same order faster); finally the stores of the last tile and
+`_merge_order` computes the same order from counts); finally the stores of the last tile and
 HALT. A single-buffered operand's next tile cannot overlap the step that uses its one
 buffer: a single-buffered input or weight tile of step t+1 is loaded after the whole
 execute stream of step t, and a single-buffered output tile is stored right after the
@@ -89,20 +89,43 @@ each such instruction until the instructions it conflicts with are done. The loa
 tile (each in local-row order). A CONFIG ST precedes a MVOUT whose store mode (int32
 partial sums vs. int8 output) differs from the current one.
 
-Speed: instruction words are packed directly from the `hw.isa.FIELDS` bit positions
-(not through the validating `Program` methods, which cost a few microseconds each);
-the execute stream of a step depends only on which buffers it uses and whether it is a
-first visit, so it is built once per variant and reused. Ranges are checked once per
-tile (buffers inside the local memories, every DRAM access inside its region), and
-`Compiled.validate()` replays the whole program through the `Program` builder (slow,
-for tests). The returned `Program` holds the packed words, and its MAC counter
+Speed (a ResNet-50 layer's program has 10^4 to 10^7 instructions; no instruction is
+built by a Python call of its own, and the work per step is a few list and dict
+operations):
+
+* Words are packed directly from the `hw.isa.FIELDS` bit positions, with numpy: the
+  fields of many instructions are arrays, shifted and or-ed into the low and high 64-bit
+  halves of the words (`_pack`), not through the validating `Program` methods (a few
+  microseconds each). Each word ends up as a Python int (the `Program` holds a list).
+* The execute stream of a step depends only on the a_stride in force when it starts,
+  its buffers and whether it is a first visit. Its items (kb, r, s, cb, pixel run) are
+  packed all at once for buffers at row 0 (`_Compiler._exec_proto`, once per a_stride);
+  each (buffers, first visit) variant adds the buffer rows to that prototype, one
+  addition per word (`_Compiler._exec_block`); the steps of a variant share its word objects.
+* A tile's DMA loads or stores are its run template (`_dma_runs`, vectorised) plus one
+  offset per tile (buffer row and DRAM origin), added to each word.
+* The order of `hw.schedule.merge` is computed from counts, not `Item`s. The side
+  streams never conflict with the execute stream (they use the other buffers, which is
+  checked over all steps), and their conflicts with each other follow from the tile
+  layout: a partial-sum reload MVIN k into the accumulator buffer being stored writes
+  the rows store k reads, and a reload of the tile being spilled reads what every
+  spill MVOUT wrote. `_merge_order` then places each side item from its due position
+  and those dependencies, and `_positions` gives the word positions of the step. Both
+  are cached per layout. `_Emitter.words` writes every step of a layout into the
+  program with a few numpy assignments.
+* The bookkeeping per step (new tiles, buffers, visits, DRAM origins) is computed as
+  arrays over all steps. Ranges are checked once per tile over those arrays (buffers
+  inside the local memories, every DRAM access inside its region).
+
+`Compiled.validate()` replays the whole program through the `Program` builder (slow, for
+tests). The returned `Program` holds the packed words, and its MAC counter
 (`expected_macs`) is set to ``layer.macs``, what the builder would have counted.
+tests/sim/reference_compiler.py keeps the previous, item-by-item compiler; the test
+suite checks that both produce the same words, DRAM layout and statistics.
 """
 
 from __future__ import annotations
 
-import itertools
-from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -114,7 +137,6 @@ from hw.isa import FIELDS, ConfigTarget, Op, decode
 from hw.layer import LOOPS, Layer
 from hw.mapping import Mapping, MappingError
 from hw.program import DramImage, Program, ProgramError
-from hw.schedule import AccessFootprint, Item, deps, merge, overlap
 from sim.reference import check_int8
 
 __all__ = ["CompileError", "Compiled", "compile_layer", "dram_bytes_needed", "dram_mb_for"]
@@ -125,10 +147,12 @@ class CompileError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------
-# direct instruction packing (bit positions from hw.isa.FIELDS)
+# instruction packing (bit positions from hw.isa.FIELDS)
 # ---------------------------------------------------------------------------------------
 
 _SH = {name: lo for name, (lo, _w) in FIELDS.items()}
+# every field lies within one 64-bit half of the word (what `_pack` relies on)
+assert all(lo // 64 == (lo + w - 1) // 64 for lo, w in FIELDS.values())
 
 
 def _w_config(target: int, *, slot: int = 0, stride: int = 0, relu: bool = False,
@@ -138,31 +162,36 @@ def _w_config(target: int, *, slot: int = 0, stride: int = 0, relu: bool = False
             | shift << _SH["shift"] | stride << _SH["stride"])
 
 
-def _w_mov(op: Op, rows: int, cols: int, laddr: int, dram: int, *, slot: int = 0,
-           acc: bool = False) -> int:
-    return (int(op) | slot << _SH["slot"] | int(acc) << _SH["acc"] | rows << _SH["rows"]
-            | cols << _SH["cols"] | laddr << _SH["laddr"] | dram << _SH["dram"])
+def _pack(op, **fields) -> np.ndarray:
+    """Instruction words (an object array of Python ints) from field values: `op` and
+    each field an int or an integer array (broadcast together), placed at its
+    `hw.isa.FIELDS` bit position in the low or the high 64-bit half of the word."""
+    halves = [np.zeros((), np.uint64), np.zeros((), np.uint64)]
+    halves[0] = halves[0] | np.asarray(op, np.uint64)
+    for name, value in fields.items():
+        lo, _width = FIELDS[name]
+        h = lo // 64
+        halves[h] = halves[h] | (np.asarray(value, np.uint64) << np.uint64(lo - 64 * h))
+    low, high = np.broadcast_arrays(*halves)
+    words = low.astype(object).ravel()
+    nz = np.flatnonzero(high)
+    if nz.size:
+        words[nz] = (high.ravel()[nz].astype(object) << 64) | words[nz]
+    return words
 
 
-def _w_preload(c_laddr: int, c_rows: int, c_cols: int, accumulate: bool,
-               b: tuple[int, int, int] | None) -> int:
-    w = (int(Op.PRELOAD) | int(accumulate) << _SH["accumulate"] | c_laddr << _SH["laddr2"]
-         | c_rows << _SH["rows2"] | c_cols << _SH["cols2"])
-    if b is None:
-        return w | 1 << _SH["b_none"]
-    b_laddr, b_rows, b_cols = b
-    return w | b_rows << _SH["rows"] | b_cols << _SH["cols"] | b_laddr << _SH["laddr"]
-
-
-def _w_compute(a_laddr: int, rows: int, cols: int, preloaded: bool) -> int:
-    op = Op.COMPUTE_PRELOADED if preloaded else Op.COMPUTE_ACCUMULATED
-    return int(op) | rows << _SH["rows"] | cols << _SH["cols"] | a_laddr << _SH["laddr"]
+def _w_mov(op: Op, runs: "_Runs", *, dram_scale: int = 1, slot: int = 0,
+           acc: bool = False) -> np.ndarray:
+    """The MVIN / MVOUT words of a tile's runs, relative to its buffer and DRAM origin."""
+    return _pack(int(op), slot=slot, acc=int(acc), rows=runs.rows, cols=runs.cols,
+                 laddr=runs.laddr, dram=dram_scale * runs.dram)
 
 
 _FENCE = int(Op.FENCE)
 _HALT = int(Op.HALT)
 _LADDR_UNIT = 1 << _SH["laddr"]
 _DRAM_UNIT = 1 << _SH["dram"]
+_EMPTY = np.empty(0, object)
 
 
 # ---------------------------------------------------------------------------------------
@@ -299,36 +328,39 @@ class Compiled:
                                  f"program claims {self.program.expected_macs()}")
 
 
-
-
 # ---------------------------------------------------------------------------------------
 # run splitting
 # ---------------------------------------------------------------------------------------
 
-class _Run(NamedTuple):
-    """Up to dim consecutive local rows whose DRAM addresses advance by a fixed stride."""
+class _Runs(NamedTuple):
+    """The DMA runs of a tile, one entry per MVIN / MVOUT (int64 arrays): up to dim
+    consecutive local rows whose DRAM addresses advance by a fixed stride."""
 
-    laddr: int   # local row, relative to the tile buffer
-    dram: int    # DRAM byte offset, relative to the tile origin
-    rows: int
-    cols: int
+    laddr: np.ndarray   # first local row, relative to the tile buffer
+    dram: np.ndarray    # DRAM offset of that row, relative to the tile origin
+    rows: np.ndarray
+    cols: np.ndarray
+
+    def span(self, stride: int) -> int:
+        """One past the largest DRAM offset the runs touch (rows `stride` apart)."""
+        return int(np.max(self.dram + (self.rows - 1) * stride + self.cols))
 
 
-def _dma_runs(rows: list[tuple[int, int]], step: int, d: int) -> list[_Run]:
-    """Cut local rows 0, 1, ... (given as (dram offset, cols) in row order) into runs of at
-    most d rows with equal cols and DRAM offsets advancing by `step`."""
-    out: list[_Run] = []
-    start = 0
-    n = len(rows)
-    while start < n:
-        off, cols = rows[start]
-        end = start + 1
-        while (end < n and end - start < d and rows[end][1] == cols
-               and rows[end][0] == off + (end - start) * step):
-            end += 1
-        out.append(_Run(start, off, end - start, cols))
-        start = end
-    return out
+def _dma_runs(off: np.ndarray, cols: np.ndarray, step: int, d: int) -> _Runs:
+    """Cut local rows 0, 1, ... (DRAM offset `off` and `cols` of each) into runs of at
+    most d rows with equal cols and DRAM offsets advancing by `step`.
+
+    Greedy from the first row, like a sequential scan: a run continues while the next
+    row has the same cols and the next offset and the run is shorter than d. So the runs
+    are the maximal stretches of such rows, each cut into pieces of d rows from its start.
+    """
+    n = len(off)
+    idx = np.arange(n)
+    brk = np.ones(n, bool)
+    brk[1:] = (cols[1:] != cols[:-1]) | (np.diff(off) != step)
+    stretch = np.maximum.accumulate(np.where(brk, idx, 0))
+    starts = np.flatnonzero((idx - stretch) % d == 0)
+    return _Runs(starts, off[starts], np.diff(np.append(starts, n)), cols[starts])
 
 
 def _compute_runs(a_rows: list[int], d: int) -> list[tuple[int, int, int, int]]:
@@ -353,112 +385,314 @@ def _compute_runs(a_rows: list[int], d: int) -> list[tuple[int, int, int, int]]:
 
 
 # ---------------------------------------------------------------------------------------
+# the interleaving of hw.schedule.merge, on counts
+# ---------------------------------------------------------------------------------------
+
+def _due(ends: np.ndarray, n: int) -> np.ndarray:
+    """Per item k < n of a side stream: the execute item after which `hw.schedule.merge`
+    emits it, the first whose cumulative instruction count `ends` reaches
+    (k + 1/2) * total / n."""
+    if n == 0:
+        return np.zeros(0, np.int64)
+    k = np.arange(n, dtype=np.int64)
+    return np.searchsorted(ends, -(-(2 * k + 1) * int(ends[-1]) // (2 * n)), side="left")
+
+
+def _merge_order(ends: np.ndarray, n_s: int, n_l: int, dep: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``merge(stores, execs, loads)`` puts the side items, for an execute stream
+    with cumulative instruction counts `ends` (per item) that has no hazard with the
+    n_s stores or the n_l loads; ``dep[li]`` is the last store that load li has a hazard
+    with, or -1 (`hw.schedule.deps`).
+
+    Returns (order, slot): the side items (stores 0..n_s-1, then loads n_s..) in their
+    emission order, and per side item the execute item after which it is emitted. Store
+    k is due after execute item sd[k], load li after lq[li] (`_due`); at each execute
+    item, first the stores due, then each load due, preceded by the stores it depends on
+    that are not out yet: so store k is emitted before the first load that depends on it
+    if that load comes earlier than sd[k].
+    """
+    sd, lq = _due(ends, n_s), _due(ends, n_l)
+    slot_s, sub_s = sd.copy(), np.full(n_s, -1, np.int64)
+    if n_s and n_l:
+        reach = np.maximum.accumulate(dep)
+        pull = np.searchsorted(reach, np.arange(n_s), side="left")  # first load with dep >= k
+        p = np.minimum(pull, n_l - 1)
+        pulled = (pull < n_l) & (lq[p] < sd)
+        slot_s[pulled] = lq[p[pulled]]
+        sub_s[pulled] = 2 * pull[pulled]
+    slot = np.concatenate([slot_s, lq])
+    sub = np.concatenate([sub_s, 2 * np.arange(n_l, dtype=np.int64) + 1])
+    order = np.lexsort((np.arange(n_s + n_l), sub, slot))
+    return order, slot
+
+
+def _positions(ends: np.ndarray, order: np.ndarray, slot: np.ndarray, wc: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Word positions of a merged step: (positions of the execute words, positions of the
+    side words in canonical order), for side items of wc[i] words emitted in `order`
+    after the execute items `slot` (`_merge_order`)."""
+    wc_e = wc[order]
+    before = np.concatenate([[0], np.cumsum(wc_e)])       # side words before emitted item e
+    ins = ends[slot[order]]                               # execute words before it
+    start = np.empty(len(order), np.int64)
+    start[order] = ins + before[:-1]
+    first = np.cumsum(wc) - wc                            # canonical index of each item's first word
+    side_pos = np.repeat(start - first, wc) + np.arange(int(wc.sum()))
+    e = np.arange(int(ends[-1]))
+    exec_pos = e + before[np.searchsorted(ins, e, side="right")]
+    return exec_pos, side_pos
+
+
+# ---------------------------------------------------------------------------------------
 # compiler
 # ---------------------------------------------------------------------------------------
 
-def _require(ok: bool, what: str) -> None:
+def _require(ok, what: str) -> None:
     """Internal consistency check (kept under python -O)."""
     if not ok:
         raise CompileError(f"internal compiler error: {what}")
 
 
-class _PsumLoad(Item):
-    """MVIN of partial sums back into the accumulator (needs a FENCE after their MVOUT)."""
-
-    __slots__ = ()
-
-
-class _PsumStore(Item):
-    """MVOUT of partial sums to the psum region."""
-
-    __slots__ = ()
-
-
-def _alternate(keys: list, nbuf: int = 2) -> tuple[list[int], list[bool]]:
-    """Per step: which of the operand's `nbuf` buffers holds the tile, and whether it is
-    loaded (its key differs from the previous step's); with two buffers a new tile takes
-    the other one, with one it reuses it."""
-    bufs, new = [], []
-    cur, prev = nbuf - 1, object()
-    for key in keys:
-        changed = key != prev
-        if changed and nbuf == 2:
-            cur ^= 1
-        bufs.append(cur)
-        new.append(changed)
-        prev = key
-    return bufs, new
+def _first_bad(bad: np.ndarray) -> int:
+    return int(np.flatnonzero(bad)[0])
 
 
 class _ExecBlock(NamedTuple):
-    """The execute stream of one step, flattened once (it is reused by many steps)."""
+    """The execute stream of one step variant, built once (it is reused by many steps)."""
 
-    items: list[Item]
-    words: list[int]      # all ops of all items, in order
-    ends: list[int]       # ends[j]: number of words up to and including item j
-    fp: AccessFootprint
-    counts: Counter       # opcode -> instructions
+    bid: int              # index in the compiler's cache (a key of the layout cache)
+    words: np.ndarray     # object array of the instruction words
+    ends: np.ndarray      # ends[j]: number of words up to and including item j
+    counts: dict          # opcode -> instructions
     a_stride: int         # a_stride in force after the block
 
 
-def _exec_block(items: list[Item], a_stride: int) -> _ExecBlock:
-    words: list[int] = []
-    ends: list[int] = []
-    for it in items:
-        words.extend(it.ops)
-        ends.append(len(words))
-    return _ExecBlock(items, words, ends, AccessFootprint.of(items),
-                      Counter(w & 0xF for w in words), a_stride)
+class _ExecProto(NamedTuple):
+    """An execute stream for buffers at row 0 and not a first visit (`_Compiler._exec_proto`)."""
+
+    words: np.ndarray     # object array of the instruction words
+    kind: np.ndarray      # per word, which buffer rows `_exec_block` adds (_K_*)
+    ends: np.ndarray
+    counts: dict
+    a_stride: int
 
 
-def _hazard(later: AccessFootprint, earlier: AccessFootprint) -> bool:
-    """A local-address hazard (RAW, WAR or WAW) between two streams."""
-    return overlap(later.writes, earlier.access) or overlap(later.reads, earlier.writes)
+# Word kinds of an execute stream, the index of what `_exec_block` adds to a word:
+# CONFIG EX, COMPUTE, PRELOAD with b_none, PRELOAD of weights; a PRELOAD of the first
+# weight block (r = s = cb = 0) has kind + _K_FIRST (4, 5: accumulate cleared on a first visit).
+_K_CFG, _K_CMP, _K_PRE, _K_PRE_B = 0, 1, 2, 3
+_K_FIRST = 2
 
 
-def _interleave(stores: list[Item], block: _ExecBlock, loads: list[Item], emit_exec,
-                emit_item) -> None:
-    """Emit `hw.schedule.merge(stores, block.items, loads)` in the same order, faster.
+class _Side(NamedTuple):
+    """The stores of a finished tile or the loads of a step (MVOUT / MVIN words)."""
 
-    `merge` recomputes the execute stream's footprint and walks it item by item; here the
-    footprint is cached in the block and the side items' positions are found by bisection
-    on the block's cumulative instruction counts (the k-th of n side items is due after
-    the first execute item with cumulative count >= (k + 1/2) * total / n, `merge`'s rule),
-    so the block's words are copied in slices. `emit_exec(words)` receives execute words,
-    `emit_item(item)` each store / load item. The compiler's streams never conflict with
-    the execute stream (they use the other buffers); if they did, this falls back to
-    `merge` itself. Loads that conflict with stores (a partial-sum reload into the
-    accumulator buffer being stored) are pulled after those stores, like `merge` does.
-    """
-    fs, fl = AccessFootprint.of(stores), AccessFootprint.of(loads)
-    if _hazard(block.fp, fs) or _hazard(fl, block.fp):
-        for it in merge(stores, block.items, loads):
-            emit_item(it)
+    words: list[int]      # the words, in order (loads: psum, input, weight)
+    n_psum: int           # stores: all if partial sums, else 0; loads: the leading psum MVINs
+    tid: int              # the output tile
+    acc_base: int         # its accumulator buffer
+    cfg: int | None = None  # stores: a CONFIG ST to put before them (store mode change)
+
+
+def _changes(*keys: np.ndarray) -> np.ndarray:
+    """Per step: whether the operand's tile index differs from the previous step's."""
+    new = np.ones(len(keys[0]), bool)
+    if len(new) > 1:
+        new[1:] = np.any([k[1:] != k[:-1] for k in keys], axis=0)
+    return new
+
+
+def _alternate(new: np.ndarray, nbuf: int) -> np.ndarray:
+    """Per step: which of the operand's `nbuf` buffers holds its tile; with two buffers a
+    new tile takes the other one (the first tile buffer 0), with one it reuses it."""
+    if nbuf == 1:
+        return np.zeros(len(new), np.int64)
+    return (1 + np.cumsum(new)) % 2
+
+
+def _visits(key: np.ndarray) -> np.ndarray:
+    """Per step: how many earlier steps had the same output tile."""
+    n = len(key)
+    perm = np.argsort(key, kind="stable")
+    sk = key[perm]
+    starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]]))
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+    v = np.empty(n, np.int64)
+    v[perm] = rank
+    return v
+
+
+class _Group:
+    """The merged steps that share one word layout: where each starts in the program and
+    their side words (one list, step after step); `_Emitter.words` writes them all at once."""
+
+    __slots__ = ("exec_words", "exec_pos", "side_pos", "starts", "side")
+
+    def __init__(self, exec_words: np.ndarray, exec_pos: np.ndarray, side_pos: np.ndarray):
+        self.exec_words, self.exec_pos, self.side_pos = exec_words, exec_pos, side_pos
+        self.starts: list[int] = []
+        self.side: list[int] = []
+
+
+class _Emitter:
+    """Lays out the program's words in program order, with the state that depends on it:
+    the CONFIG ST mode in force, the partial-sum tiles spilled since the last FENCE and the
+    instruction counts. Words are not copied per step: a step records where it starts
+    and its side words, and `words()` writes the steps of a layout with a few numpy
+    assignments."""
+
+    def __init__(self, head: list[int], final_cfg: int, psum_cfg: int):
+        self.final_cfg, self.psum_cfg = final_cfg, psum_cfg
+        self.st_mode = "final"
+        self.unfenced: set[int] = set()
+        self.n = Counter({Op.CONFIG: len(head)})
+        self.block_uses: Counter = Counter()
+        self.at = 0                          # words laid out so far
+        self.plain: list[int] = []           # words emitted on their own, in order ...
+        self.plain_runs: list[tuple[int, int]] = []  # ... as (program position, count)
+        self.groups: dict[tuple, _Group] = {}
+        self._orders: dict[tuple, tuple] = {}
+        self.append(head)
+
+    def append(self, words: list[int]) -> None:
+        """Emit words as they are."""
+        if words:
+            self.plain += words
+            self.plain_runs.append((self.at, len(words)))
+            self.at += len(words)
+
+    def store_config(self, psum: bool) -> int | None:
+        """The CONFIG ST to put before the stores of the next tile (or None); call in the
+        program order of the stores."""
+        mode = "psum" if psum else "final"
+        cfg = self.psum_cfg if psum else self.final_cfg
+        change = mode != self.st_mode and self.final_cfg != self.psum_cfg
+        self.st_mode = mode
+        return cfg if change else None
+
+    def stores(self, st: _Side) -> None:
+        """Emit a tile's stores on their own."""
+        if st.cfg is not None:
+            self.append([st.cfg])
+            self.n[Op.CONFIG] += 1
+        self.append(st.words)
+        self.n[Op.MVOUT] += len(st.words)
+        if st.n_psum:
+            self.unfenced.add(st.tid)
+
+    def loads(self, ld: _Side | None) -> None:
+        """Emit a step's loads on their own (a FENCE first when a psum reload needs it)."""
+        if ld is None:
+            return
+        if ld.n_psum and ld.tid in self.unfenced:
+            self.append([_FENCE])
+            self.n[Op.FENCE] += 1
+            self.unfenced.clear()
+        self.append(ld.words)
+        self.n[Op.MVIN] += len(ld.words)
+
+    def _order(self, block: _ExecBlock, n_s: int, n_l: int, n_ps: int, same_buf: bool,
+               same_tile: bool) -> tuple[np.ndarray, np.ndarray, int]:
+        """`_merge_order` of a step's side streams (cached) and how many stores precede
+        the first load. Hazards between the side streams: a psum reload MVIN k into the
+        accumulator buffer being stored writes the rows store k reads (both follow the
+        output runs); a reload of the tile being spilled reads what every spill writes."""
+        key = (block.bid, n_s, n_l, n_ps, same_buf, same_tile)
+        got = self._orders.get(key)
+        if got is None:
+            dep = np.full(n_l, -1, np.int64)
+            if same_buf:
+                _require(n_s == n_ps, "psum reload and store runs differ")
+                dep[:n_ps] = np.arange(n_ps)
+            if same_tile:
+                dep[:n_ps] = n_s - 1
+            order, slot = _merge_order(block.ends, n_s, n_l, dep)
+            n_before = int(np.flatnonzero(order == n_s)[0]) if n_l else n_s
+            got = self._orders[key] = (order, slot, n_before)
+        return got
+
+    def merged(self, block: _ExecBlock, st: _Side | None, ld: _Side | None) -> None:
+        """Emit ``merge(stores, execute items, loads)`` of one step (see `_merge_order`)."""
+        self.block_uses[block.bid] += 1
+        n_s = len(st.words) if st is not None else 0
+        n_l = len(ld.words) if ld is not None else 0
+        n_ps = ld.n_psum if ld is not None else 0
+        cfg = fence = False
+        side: list[int] = []
+        if n_s or n_l:
+            same_buf = bool(n_s and n_ps and st.acc_base == ld.acc_base)
+            same_tile = bool(n_s and n_ps and st.n_psum and st.tid == ld.tid)
+            key = (block.bid, n_s, n_l, n_ps, same_buf, same_tile)
+            order, slot, n_before = self._order(block, *key[1:])
+            # a FENCE before the first psum reload if its tile was spilled since the last
+            # FENCE (n_before of this step's spill MVOUTs precede that reload)
+            spill = bool(n_s and st.n_psum)
+            unf = self.unfenced | {st.tid} if spill and n_before else self.unfenced
+            if n_ps and ld.tid in unf:
+                fence, unf = True, set()
+            self.unfenced = unf | {st.tid} if spill and n_before < n_s else unf
+            if n_s:
+                cfg = st.cfg is not None
+                side = [st.cfg] + st.words if cfg else st.words
+            if n_l:
+                side = side + [_FENCE] + ld.words if fence else side + ld.words
+        else:
+            key = (block.bid,)
+        gkey = key + (cfg, fence)
+        grp = self.groups.get(gkey)
+        if grp is None:
+            if len(key) == 1:
+                pos = (np.arange(len(block.words)), np.zeros(0, np.int64))
+            else:
+                wc = np.ones(n_s + n_l, np.int64)
+                wc[0] += cfg
+                if fence:
+                    wc[n_s] += 1
+                pos = _positions(block.ends, order, slot, wc)
+            grp = self.groups[gkey] = _Group(block.words, *pos)
+        grp.starts.append(self.at)
+        grp.side += side
+        self.at += len(block.words) + len(side)
+        self.n[Op.CONFIG] += cfg
+        self.n[Op.FENCE] += fence
+        self.n[Op.MVOUT] += n_s
+        self.n[Op.MVIN] += n_l
+
+    def words(self) -> list[int]:
+        """The program: every group of merged steps and the plain words written into one
+        array, with a few numpy assignments per group (`_write_group`)."""
+        out = np.empty(self.at, object)
+        for grp in self.groups.values():
+            _write_group(out, grp)
+        starts, counts = (np.array(x, np.int64) for x in zip(*self.plain_runs))
+        pos = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        out[pos] = np.array(self.plain, object)
+        self.groups, self.plain = {}, []
+        return out.tolist()
+
+
+def _write_group(out: np.ndarray, grp: _Group) -> None:
+    """Write the steps of `grp` into `out`: a large step on its own (two fancy
+    assignments into its slice), small ones many at once (in chunks of about a million
+    words). (Slice copies of the execute words between side items are no faster: numpy
+    copies object arrays element by element either way.)"""
+    side = np.array(grp.side, object) if grp.side else None
+    n_e, n_s = len(grp.exec_pos), len(grp.side_pos)
+    if n_e + n_s >= 4096:
+        for i, at in enumerate(grp.starts):
+            region = out[at:at + n_e + n_s]
+            region[grp.exec_pos] = grp.exec_words
+            if side is not None:
+                region[grp.side_pos] = side[i * n_s:(i + 1) * n_s]
         return
-    dep = deps(loads, stores, fl, fs) if stores and loads else [-1] * len(loads)
-    ends, n_exec = block.ends, block.ends[-1]
-
-    def due(n: int) -> list[int]:
-        return [bisect_left(ends, -(-(2 * k + 1) * n_exec // (2 * n))) for k in range(n)]
-
-    sd, ld = due(len(stores)), due(len(loads))
-    si = li = 0
-    prev = 0
-    for j in sorted(set(sd) | set(ld)):
-        emit_exec(block.words[prev:ends[j]])
-        prev = ends[j]
-        while si < len(stores) and sd[si] <= j:
-            emit_item(stores[si])
-            si += 1
-        while li < len(loads) and ld[li] <= j:
-            while si <= dep[li]:
-                emit_item(stores[si])
-                si += 1
-            emit_item(loads[li])
-            li += 1
-    emit_exec(block.words[prev:])
-    for it in stores[si:] + loads[li:]:  # (none left: every item is due before the end)
-        emit_item(it)
+    starts = np.array(grp.starts, np.int64)
+    step = max(1, (1 << 20) // (n_e + n_s))
+    for i in range(0, len(starts), step):
+        at = starts[i:i + step, None]
+        out[at + grp.exec_pos] = grp.exec_words
+        if side is not None:
+            out[(at + grp.side_pos).ravel()] = side[i * n_s:(i + len(at)) * n_s]
 
 
 def dram_bytes_needed(layer: Layer, *, out: str = "int32", align: int = 64) -> int:
@@ -528,121 +762,128 @@ class _Compiler:
         self.in_rows, self.w_rows, self.o_rows = fp.input_rows, fp.weight_rows, fp.output_rows
         self.b_in, self.b_w, self.b_out = mapping.buffers
         self.o_elem = 4 if out == "int32" else 1
+        self._protos: dict[int, _ExecProto] = {}
 
     # ---- tile geometry (relative to the tile's buffer and DRAM origin) --------------------
-    def _input_runs(self) -> list[_Run]:
-        T, d = self.T, self.d
-        rows = []
-        for cb in range(self.cbn):
-            cc = min(d, T["C"] - cb * d)
-            for n in range(T["N"]):
-                for ih in range(self.in_h):
-                    for iw in range(self.in_w):
-                        rows.append((((n * self.Hp + ih) * self.Wp + iw) * self.C + cb * d, cc))
-        _require(len(rows) == self.in_rows, "input tile rows differ from the footprint")
-        return _dma_runs(rows, self.C, d)
+    def _blocks(self, size: int, n: int) -> np.ndarray:
+        """Channels of each of the n dim-wide blocks of a tile extent `size`."""
+        return np.minimum(self.d, size - self.d * np.arange(n))
 
-    def _weight_runs(self) -> list[_Run]:
+    def _input_runs(self) -> _Runs:
         T, d = self.T, self.d
-        rows = []
-        for r in range(T["R"]):
-            for s in range(T["S"]):
-                for kb in range(self.kbn):
-                    kc = min(d, T["K"] - kb * d)
-                    for c in range(T["C"]):
-                        rows.append((((r * self.S + s) * self.Cg + c) * self.Kg + kb * d, kc))
-        _require(len(rows) == self.w_rows, "weight tile rows differ from the footprint")
-        return _dma_runs(rows, self.Kg, d)
+        cb, n, ih, iw = np.indices((self.cbn, T["N"], self.in_h, self.in_w)).reshape(4, -1)
+        off = ((n * self.Hp + ih) * self.Wp + iw) * self.C + cb * d
+        _require(len(off) == self.in_rows, "input tile rows differ from the footprint")
+        return _dma_runs(off, self._blocks(T["C"], self.cbn)[cb], self.C, d)
 
-    def _output_runs(self) -> list[_Run]:
+    def _weight_runs(self) -> _Runs:
+        T, d = self.T, self.d
+        r, s, kb, c = np.indices((T["R"], T["S"], self.kbn, T["C"])).reshape(4, -1)
+        off = ((r * self.S + s) * self.Cg + c) * self.Kg + kb * d
+        _require(len(off) == self.w_rows, "weight tile rows differ from the footprint")
+        return _dma_runs(off, self._blocks(T["K"], self.kbn)[kb], self.Kg, d)
+
+    def _output_runs(self) -> _Runs:
         """Runs in elements (DRAM element index offset; multiply by the element size)."""
         T, d = self.T, self.d
-        rows = []
-        for kb in range(self.kbn):
-            kc = min(d, T["K"] - kb * d)
-            for n in range(T["N"]):
-                for p in range(T["P"]):
-                    for q in range(T["Q"]):
-                        rows.append((((n * self.P + p) * self.Q + q) * self.K + kb * d, kc))
-        _require(len(rows) == self.o_rows, "output tile rows differ from the footprint")
-        return _dma_runs(rows, self.K, d)
+        kb, n, p, q = np.indices((self.kbn, T["N"], T["P"], T["Q"])).reshape(4, -1)
+        off = ((n * self.P + p) * self.Q + q) * self.K + kb * d
+        _require(len(off) == self.o_rows, "output tile rows differ from the footprint")
+        return _dma_runs(off, self._blocks(T["K"], self.kbn)[kb], self.K, d)
 
     def _pixel_runs(self) -> list[tuple[int, int, int, int]]:
         T, st = self.T, self.st
-        a_rows = [(n * self.in_h + p * st) * self.in_w + q * st
-                  for n in range(T["N"]) for p in range(T["P"]) for q in range(T["Q"])]
+        n, p, q = np.indices((T["N"], T["P"], T["Q"])).reshape(3, -1)
+        a_rows = ((n * self.in_h + p * st) * self.in_w + q * st).tolist()
         return _compute_runs(a_rows, self.d)
 
     # ---- the execute stream of one step --------------------------------------------------
-    def _exec_items(self, in_base: int, w_base: int, o_base: int, first: bool,
-                    a_stride: int) -> tuple[list[Item], int]:
+    def _exec_proto(self, a_stride: int) -> _ExecProto:
+        """The execute stream of a step entered with `a_stride` in force, for buffers at
+        row 0 and not a first visit: for each kb, for each weight block (r, s, cb), for
+        each pixel run j, an optional CONFIG EX (a run of more than one row whose a_stride
+        differs from the one in force), the PRELOAD (of the block's weights when j == 0)
+        and the COMPUTE. All items at once, as arrays (blocks x runs)."""
         T, d = self.T, self.d
-        items: list[Item] = []
-        in_cb = T["N"] * self.in_h * self.in_w
-        o_kb = T["N"] * T["P"] * T["Q"]
-        runs = self.pixel_runs
-        for kb in range(self.kbn):
-            kc = min(d, T["K"] - kb * d)
-            c_kb = o_base + kb * o_kb
-            for r in range(T["R"]):
-                for s in range(T["S"]):
-                    for cb in range(self.cbn):
-                        cc = min(d, T["C"] - cb * d)
-                        acc = not (first and r == 0 and s == 0 and cb == 0)
-                        b_laddr = w_base + ((r * T["S"] + s) * self.kbn + kb) * T["C"] + cb * d
-                        a_blk = in_base + cb * in_cb + r * self.in_w + s
-                        for j, (a_off, c_off, n, stride) in enumerate(runs):
-                            a, c = a_blk + a_off, c_kb + c_off
-                            ops = []
-                            if n > 1 and stride != a_stride:
-                                ops.append(_w_config(ConfigTarget.EX, stride=stride))
-                                a_stride = stride
-                            a_last = a + (n - 1) * stride
-                            if j == 0:
-                                ops.append(_w_preload(c, n, kc, acc, (b_laddr, cc, kc)))
-                                ops.append(_w_compute(a, n, cc, True))
-                                reads = (("sp", a, a_last), ("sp", b_laddr, b_laddr + cc - 1))
-                            else:
-                                ops.append(_w_preload(c, n, kc, acc, None))
-                                ops.append(_w_compute(a, n, cc, False))
-                                reads = (("sp", a, a_last),)
-                            items.append(Item(tuple(ops), reads, (("acc", c, c + n - 1),)))
-        return items, a_stride
+        kb, r, s, cb = (x[:, None] for x in
+                        np.indices((self.kbn, T["R"], T["S"], self.cbn)).reshape(4, -1))
+        kc, cc = self._blocks(T["K"], self.kbn)[kb], self._blocks(T["C"], self.cbn)[cb]
+        b_laddr = ((r * T["S"] + s) * self.kbn + kb) * T["C"] + cb * d
+        a_blk = cb * (T["N"] * self.in_h * self.in_w) + r * self.in_w + s
+        c_kb = kb * (T["N"] * T["P"] * T["Q"])
+        a_off, c_off, n, stride = (np.array(x, np.int64)[None, :] for x in zip(*self.pixel_runs))
+        j0 = np.arange(n.shape[1])[None, :] == 0
+        shape = (kb.shape[0], n.shape[1])
+
+        # CONFIG EX before a run of more than one row whose a_stride is not in force
+        multi = np.broadcast_to(n > 1, shape).ravel()
+        strides = np.broadcast_to(stride, shape).ravel()
+        ms = strides[multi]
+        cfg = np.zeros(multi.shape, bool)
+        cfg[multi] = ms != np.concatenate([[a_stride], ms[:-1]])
+        a_out = int(ms[-1]) if ms.size else a_stride
+
+        pre = _pack(int(Op.PRELOAD), accumulate=1, laddr2=c_kb + c_off, rows2=n, cols2=kc,
+                    b_none=~j0, rows=np.where(j0, cc, 0), cols=np.where(j0, kc, 0),
+                    laddr=np.where(j0, b_laddr, 0))
+        cmp = _pack(np.where(j0, int(Op.COMPUTE_PRELOADED), int(Op.COMPUTE_ACCUMULATED)),
+                    rows=n, cols=cc, laddr=a_blk + a_off)
+        ends = np.cumsum(2 + cfg)
+        words = np.empty(int(ends[-1]), object)
+        kind = np.full(len(words), _K_CFG, np.int8)
+        words[ends - 2] = pre
+        kind[ends - 2] = (np.where(j0, _K_PRE_B, _K_PRE)
+                          + np.where((r == 0) & (s == 0) & (cb == 0), _K_FIRST, 0)).ravel()
+        words[ends - 1] = cmp
+        kind[ends - 1] = _K_CMP
+        words[(ends - 3)[cfg]] = _pack(int(Op.CONFIG), funct=int(ConfigTarget.EX),
+                                       stride=strides[cfg]) if cfg.any() else _EMPTY
+        n_blocks = shape[0]
+        counts = {Op.CONFIG: int(cfg.sum()), Op.PRELOAD: multi.size,
+                  Op.COMPUTE_PRELOADED: n_blocks, Op.COMPUTE_ACCUMULATED: multi.size - n_blocks}
+        return _ExecProto(words, kind, ends, counts, a_out)
+
+    def _exec_block(self, bid: int, in_base: int, w_base: int, o_base: int, first: bool,
+                    a_stride: int) -> _ExecBlock:
+        """The execute stream of a step: its prototype (`_exec_proto`) re-based, one
+        addition per word: the input buffer's row to the COMPUTEs' A address, the weight
+        buffer's row to the PRELOADs' B address, the accumulator buffer's row to their C
+        address, and a first visit clears `accumulate` of the first weight block's."""
+        proto = self._protos.get(a_stride)
+        if proto is None:
+            proto = self._protos[a_stride] = self._exec_proto(a_stride)
+        c, b = o_base << _SH["laddr2"], w_base << _SH["laddr"]
+        delta = [0] * 6
+        delta[_K_CMP] = in_base << _SH["laddr"]
+        delta[_K_PRE], delta[_K_PRE_B] = c, c + b
+        acc = (1 << _SH["accumulate"]) if first else 0
+        delta[_K_PRE + _K_FIRST], delta[_K_PRE_B + _K_FIRST] = c - acc, c + b - acc
+        words = proto.words + np.array(delta, object)[proto.kind]
+        return _ExecBlock(bid, words, proto.ends, proto.counts, proto.a_stride)
 
     # ---- main ------------------------------------------------------------------------------
     def run(self) -> Compiled:
         hw, L, T, F = self.hw, self.layer, self.T, self.F
         G, N, P, Q, K, C = self.G, self.N, self.P, self.Q, self.K, self.C
 
-        # Steps: group outermost, then the DRAM loops in mapping.order.
+        # Steps: group outermost, then the DRAM loops in mapping.order (arrays over steps).
         order = self.mapping.order
-        pos = [order.index(lp) for lp in LOOPS]
-        steps = []
-        for g in range(G):
-            for idx in itertools.product(*(range(F[lp]) for lp in order)):
-                steps.append((g,) + tuple(idx[i] for i in pos))  # g, n, k, c, p, q, r, s
-        nsteps = len(steps)
-        in_keys = [(g, n, c, p, q, r, s) for g, n, k, c, p, q, r, s in steps]
-        w_keys = [(g, k, c, r, s) for g, n, k, c, p, q, r, s in steps]
-        o_keys = [(g, n, k, p, q) for g, n, k, c, p, q, r, s in steps]
-        in_buf, in_new = _alternate(in_keys, self.b_in)
-        w_buf, w_new = _alternate(w_keys, self.b_w)
-        o_buf, o_new = _alternate(o_keys, self.b_out)
-
-        red_total = F["C"] * F["R"] * F["S"]
-        visits: dict[tuple, int] = {}
-        tile_id: dict[tuple, int] = {}
-        first, reload, leave, complete = [], [], [], []
-        for t, key in enumerate(o_keys):
-            v = visits.get(key, 0)
-            visits[key] = v + 1
-            tile_id.setdefault(key, len(tile_id))
-            first.append(v == 0)
-            reload.append(o_new[t] and v > 0)
-            lv = t + 1 == nsteps or o_keys[t + 1] != key
-            leave.append(lv)
-            complete.append(lv and v + 1 == red_total)
-        need_psum = any(lv and not cp for lv, cp in zip(leave, complete))
+        shape = (G,) + tuple(F[lp] for lp in order)
+        idx = np.indices(shape).reshape(len(shape), -1).astype(np.int64)
+        ix = dict(zip(("G",) + tuple(order), idx))
+        g, n, k, c, p, q, r, s = (ix[lp] for lp in ("G",) + tuple(LOOPS))
+        nsteps = idx.shape[1]
+        in_new, w_new = _changes(g, n, c, p, q, r, s), _changes(g, k, c, r, s)
+        o_key = np.ravel_multi_index((g, n, k, p, q), (G, F["N"], F["K"], F["P"], F["Q"]))
+        o_new = _changes(o_key)
+        in_buf, w_buf, o_buf = (_alternate(new, b) for new, b in
+                                ((in_new, self.b_in), (w_new, self.b_w), (o_new, self.b_out)))
+        visits = _visits(o_key)
+        first = visits == 0
+        reload = o_new & (visits > 0)
+        leave = np.append(o_key[1:] != o_key[:-1], True)
+        complete = leave & (visits + 1 == F["C"] * F["R"] * F["S"])
+        need_psum = bool(np.any(leave & ~complete))
 
         # DRAM regions.
         image = DramImage(hw)
@@ -664,172 +905,141 @@ class _Compiler:
         o_bases = (0, half)[:self.b_out]
         _require(self.b_in * self.in_rows <= w_bases[-1] and self.o_rows <= half,
                  "tile buffers overlap (mapping.check should have refused the mapping)")
+        # The loads overlapped with a step go to the other buffer of a double-buffered
+        # operand, and the stores overlapped with it read the other accumulator buffer:
+        # they never touch the execute stream's rows (so `_merge_order` applies).
+        nxt = np.arange(1, nsteps)
+        _require(not np.any(((self.b_in == 2) & in_new[nxt] & (in_buf[nxt] == in_buf[nxt - 1]))
+                            | ((self.b_w == 2) & w_new[nxt] & (w_buf[nxt] == w_buf[nxt - 1]))
+                            | ((self.b_out == 2) & o_new[nxt] & (o_buf[nxt] == o_buf[nxt - 1]))),
+                 "an overlapped load or store touches the execute stream's buffers")
 
         # Relative geometry, computed once.
         in_runs, w_runs, o_runs = self._input_runs(), self._weight_runs(), self._output_runs()
         self.pixel_runs = self._pixel_runs()
         in_cb, o_kb = T["N"] * self.in_h * self.in_w, T["N"] * T["P"] * T["Q"]
         a_max = ((self.cbn - 1) * in_cb + (T["R"] - 1) * self.in_w + T["S"] - 1
-                 + max(a + (n - 1) * st_ for a, _c, n, st_ in self.pixel_runs))
-        c_max = (self.kbn - 1) * o_kb + max(c + n - 1 for _a, c, n, _s in self.pixel_runs)
+                 + max(a + (n_ - 1) * st_ for a, _c, n_, st_ in self.pixel_runs))
+        c_max = (self.kbn - 1) * o_kb + max(c_ + n_ - 1 for _a, c_, n_, _s in self.pixel_runs)
         _require(a_max < self.in_rows and c_max < self.o_rows,
                  "compute rows outside the tile buffers")
         _require(max(a_stride for *_x, a_stride in self.pixel_runs) < hw.sp_rows,
                  "a_stride exceeds the scratchpad")
-        in_tmpl = [(_w_mov(Op.MVIN, r.rows, r.cols, r.laddr, r.dram, slot=0), r) for r in in_runs]
-        w_tmpl = [(_w_mov(Op.MVIN, r.rows, r.cols, r.laddr, r.dram, slot=1), r) for r in w_runs]
-        ps_in_tmpl = [(_w_mov(Op.MVIN, r.rows, r.cols, r.laddr, 4 * r.dram, slot=2, acc=True), r)
-                      for r in o_runs]
-        ps_out_tmpl = [(_w_mov(Op.MVOUT, r.rows, r.cols, r.laddr, 4 * r.dram, acc=True), r)
-                       for r in o_runs]
-        out_tmpl = [(_w_mov(Op.MVOUT, r.rows, r.cols, r.laddr, self.o_elem * r.dram, acc=True), r)
-                    for r in o_runs]
-        # Largest relative extents, for the once-per-tile range checks.
-        in_span = max(r.dram + (r.rows - 1) * C + r.cols for r in in_runs)
-        w_span = max(r.dram + (r.rows - 1) * self.Kg + r.cols for r in w_runs)
-        o_span = max(r.dram + (r.rows - 1) * K + r.cols for r in o_runs)  # elements
-        in_end, w_end = in_addr + int(np.prod(in_shape)), w_addr + int(np.prod(w_shape))
-        o_elems = int(np.prod(o_shape))
+        in_tmpl = _w_mov(Op.MVIN, in_runs, slot=0)
+        w_tmpl = _w_mov(Op.MVIN, w_runs, slot=1)
+        ps_in_tmpl = _w_mov(Op.MVIN, o_runs, dram_scale=4, slot=2, acc=True)
+        ps_out_tmpl = _w_mov(Op.MVOUT, o_runs, dram_scale=4, acc=True)
+        out_tmpl = _w_mov(Op.MVOUT, o_runs, dram_scale=self.o_elem, acc=True)
 
-        def in_origin(t: int) -> int:
-            g, n, k, c, p, q, r, s = steps[t]
-            pix = ((n * T["N"] * self.Hp + p * T["P"] * self.st + r * T["R"]) * self.Wp
-                   + q * T["Q"] * self.st + s * T["S"])
-            off = pix * C + g * self.Cg + c * T["C"]
-            _require(in_addr + off + in_span <= in_end, f"input tile of step {t} outside its region")
-            return in_addr + off
+        # DRAM origins of every step's tiles, range-checked where a tile moves.
+        in_org = in_addr + (((n * T["N"] * self.Hp + p * T["P"] * self.st + r * T["R"]) * self.Wp
+                             + q * T["Q"] * self.st + s * T["S"]) * C + g * self.Cg + c * T["C"])
+        w_org = w_addr + ((((g * self.R + r * T["R"]) * self.S + s * T["S"]) * self.Cg
+                           + c * T["C"]) * self.Kg + k * T["K"])
+        o_org = ((n * T["N"] * P + p * T["P"]) * Q + q * T["Q"]) * K + g * self.Kg + k * T["K"]
+        for what, bad in (
+                ("input", in_new & (in_org + in_runs.span(C) > in_addr + int(np.prod(in_shape)))),
+                ("weight", w_new & (w_org + w_runs.span(self.Kg) > w_addr + int(np.prod(w_shape)))),
+                ("output", (reload | leave) & (o_org + o_runs.span(K) > int(np.prod(o_shape))))):
+            _require(not bad.any(), f"{what} tile of step {_first_bad(bad) if bad.any() else 0} "
+                                    "outside its region")
 
-        def w_origin(t: int) -> int:
-            g, n, k, c, p, q, r, s = steps[t]
-            off = (((g * self.R + r * T["R"]) * self.S + s * T["S"]) * self.Cg
-                   + c * T["C"]) * self.Kg + k * T["K"]
-            _require(w_addr + off + w_span <= w_end, f"weight tile of step {t} outside its region")
-            return w_addr + off
+        # Python scalars for the step loop.
+        in_buf, w_buf, o_buf = in_buf.tolist(), w_buf.tolist(), o_buf.tolist()
+        in_new, w_new, reload = in_new.tolist(), w_new.tolist(), reload.tolist()
+        first, leave, complete = first.tolist(), leave.tolist(), complete.tolist()
+        in_org, w_org, o_org, o_key = in_org.tolist(), w_org.tolist(), o_org.tolist(), o_key.tolist()
 
-        def o_origin(t: int) -> int:
-            """Element index of the output tile's origin in (N, P, Q, K)."""
-            g, n, k, c, p, q, r, s = steps[t]
-            off = ((n * T["N"] * P + p * T["P"]) * Q + q * T["Q"]) * K + g * self.Kg + k * T["K"]
-            _require(off + o_span <= o_elems, f"output tile of step {t} outside its region")
-            return off
-
-        def instantiate(tmpl, laddr_base: int, dram_base: int, cls, mem: str, write: bool,
-                        dram_tag: tuple | None = None) -> list[Item]:
-            shift_ = laddr_base * _LADDR_UNIT + dram_base * _DRAM_UNIT
-            out = []
-            for word, r in tmpl:
-                rng = ((mem, laddr_base + r.laddr, laddr_base + r.laddr + r.rows - 1),)
-                if write:  # MVIN: writes local rows (reads the psum pseudo-memory)
-                    out.append(cls((word + shift_,), dram_tag or (), rng))
-                else:      # MVOUT: reads local rows (writes the psum pseudo-memory)
-                    out.append(cls((word + shift_,), rng, dram_tag or ()))
-            return out
-
-        def loads(t: int, part: str = "all") -> list[Item]:
-            """Loads of step t: "all", "overlapped" (of the double-buffered operands) or
-            "serial" (of the single-buffered ones)."""
-            want = {"all": (True, True), "overlapped": (False, True), "serial": (True, False)}[part]
-            items: list[Item] = []
-            if reload[t] and want[self.b_out - 1]:
-                tid = tile_id[o_keys[t]]
-                items += instantiate(ps_in_tmpl, o_bases[o_buf[t]], ps_addr + 4 * o_origin(t),
-                                     _PsumLoad, "acc", True, (("dram", tid, tid),))
-                stats["psum_reloads"] += 1
-            if in_new[t] and want[self.b_in - 1]:
-                items += instantiate(in_tmpl, in_bases[in_buf[t]], in_origin(t), Item, "sp", True)
-                stats["input_tile_loads"] += 1
-            if w_new[t] and want[self.b_w - 1]:
-                items += instantiate(w_tmpl, w_bases[w_buf[t]], w_origin(t), Item, "sp", True)
-                stats["weight_tile_loads"] += 1
-            return items
-
-        st_mode = ["final"]  # store configuration in force (program order of the store stream)
-        # relu / shift only matter for int8 stores (acc_full ignores them): encode 0 then.
         int8 = self.out == "int8"
+        # relu / shift only matter for int8 stores (acc_full ignores them): encode 0 then.
         final_cfg = _w_config(ConfigTarget.ST, stride=K * self.o_elem, relu=self.relu and int8,
                               acc_full=not int8, shift=self.shift if int8 else 0)
         psum_cfg = _w_config(ConfigTarget.ST, stride=4 * K, acc_full=True)
-        modes_differ = final_cfg != psum_cfg
-
-        def stores(t: int) -> list[Item]:
-            base = o_bases[o_buf[t]]
-            if complete[t]:
-                items = instantiate(out_tmpl, base, o_addr + self.o_elem * o_origin(t), Item,
-                                    "acc", False)
-                mode, cfg = "final", final_cfg
-                stats["output_tile_stores"] += 1
-            else:
-                tid = tile_id[o_keys[t]]
-                items = instantiate(ps_out_tmpl, base, ps_addr + 4 * o_origin(t), _PsumStore,
-                                    "acc", False, (("dram", tid, tid),))
-                mode, cfg = "psum", psum_cfg
-                stats["psum_spills"] += 1
-            if mode != st_mode[0] and modes_differ:
-                it = items[0]
-                items[0] = type(it)((cfg,) + it.ops, it.reads, it.writes)
-            st_mode[0] = mode
-            return items
-
-        stats = Counter()
-        words: list[int] = [
-            _w_config(ConfigTarget.EX, stride=1),
-            _w_config(ConfigTarget.LD, slot=0, stride=C),
-            _w_config(ConfigTarget.LD, slot=1, stride=self.Kg),
-        ]
+        head = [_w_config(ConfigTarget.EX, stride=1),
+                _w_config(ConfigTarget.LD, slot=0, stride=C),
+                _w_config(ConfigTarget.LD, slot=1, stride=self.Kg)]
         if need_psum:
-            words.append(_w_config(ConfigTarget.LD, slot=2, stride=4 * K))
-        words.append(final_cfg)
-        n_head = len(words)
+            head.append(_w_config(ConfigTarget.LD, slot=2, stride=4 * K))
+        head.append(final_cfg)
+        em = _Emitter(head, final_cfg, psum_cfg)
 
-        unfenced: set[int] = set()
-        counts: Counter = Counter()
+        # MVIN / MVOUT templates as lists: a tile's words are its template plus one
+        # offset (buffer row, DRAM origin), added word by word (small lists are the
+        # common case, where a list beats a numpy call)
+        in_tmpl, w_tmpl, ps_in_tmpl, ps_out_tmpl, out_tmpl = (
+            x.tolist() for x in (in_tmpl, w_tmpl, ps_in_tmpl, ps_out_tmpl, out_tmpl))
+        n_ps_runs = len(ps_in_tmpl)
+        # which operands each kind of load call moves: single- or double-buffered ones
+        parts = {"all": (1, 2), "overlapped": (2,), "serial": (1,)}
 
-        def emit_item(it: Item) -> None:
-            if type(it) is _PsumLoad:
-                if it.reads[0][1] in unfenced:
-                    words.append(_FENCE)
-                    counts[Op.FENCE] += 1
-                    unfenced.clear()
-            elif type(it) is _PsumStore:
-                unfenced.add(it.writes[0][1])
-            words.extend(it.ops)
-            for w in it.ops:
-                counts[w & 0xF] += 1
+        def loads(t: int, part: str) -> _Side | None:
+            """Loads of step t: "all", "overlapped" (of the double-buffered operands) or
+            "serial" (of the single-buffered ones): psum reload, input, weight tile."""
+            want = parts[part]
+            words: list[int] = []
+            n_ps = 0
+            if reload[t] and self.b_out in want:
+                sh = o_bases[o_buf[t]] * _LADDR_UNIT + (ps_addr + 4 * o_org[t]) * _DRAM_UNIT
+                words = [w + sh for w in ps_in_tmpl]
+                n_ps = n_ps_runs
+            if in_new[t] and self.b_in in want:
+                sh = in_bases[in_buf[t]] * _LADDR_UNIT + in_org[t] * _DRAM_UNIT
+                words += [w + sh for w in in_tmpl]
+            if w_new[t] and self.b_w in want:
+                sh = w_bases[w_buf[t]] * _LADDR_UNIT + w_org[t] * _DRAM_UNIT
+                words += [w + sh for w in w_tmpl]
+            return _Side(words, n_ps, o_key[t], o_bases[o_buf[t]]) if words else None
+
+        def stores(t: int) -> _Side:
+            """The stores of the output tile of step t (it leaves the accumulator)."""
+            base = o_bases[o_buf[t]] * _LADDR_UNIT
+            psum = not complete[t]
+            if psum:
+                sh = base + (ps_addr + 4 * o_org[t]) * _DRAM_UNIT
+                words = [w + sh for w in ps_out_tmpl]
+            else:
+                sh = base + (o_addr + self.o_elem * o_org[t]) * _DRAM_UNIT
+                words = [w + sh for w in out_tmpl]
+            return _Side(words, len(words) if psum else 0, o_key[t], o_bases[o_buf[t]],
+                         em.store_config(psum))
 
         a_stride = 1
-        exec_cache: dict[tuple, _ExecBlock] = {}
-        for it in loads(0):
-            emit_item(it)
+        blocks: dict[tuple, _ExecBlock] = {}
+        em.loads(loads(0, "all"))
         for t in range(nsteps):
             key = (in_buf[t], w_buf[t], o_buf[t], first[t], a_stride)
-            block = exec_cache.get(key)
+            block = blocks.get(key)
             if block is None:
-                items, a_out = self._exec_items(in_bases[in_buf[t]], w_bases[w_buf[t]],
-                                                o_bases[o_buf[t]], first[t], a_stride)
-                block = exec_cache[key] = _exec_block(items, a_out)
+                block = blocks[key] = self._exec_block(
+                    len(blocks), in_bases[in_buf[t]], w_bases[w_buf[t]], o_bases[o_buf[t]],
+                    first[t], a_stride)
             a_stride = block.a_stride
-            counts.update(block.counts)
             # double-buffered output: the previous tile's stores overlap this step
-            st_items = stores(t - 1) if t > 0 and leave[t - 1] and self.b_out == 2 else []
-            ld_items = loads(t + 1, "overlapped") if t + 1 < nsteps else []
-            _interleave(st_items, block, ld_items, words.extend, emit_item)
-            if self.b_out == 1 and leave[t] and t + 1 < nsteps:
-                for it in stores(t):   # single-buffered output: stored before step t+1 writes it
-                    emit_item(it)
-            for it in (loads(t + 1, "serial") if t + 1 < nsteps else []):
-                emit_item(it)          # single-buffered operands: after their last use
-        for it in stores(nsteps - 1):
-            emit_item(it)
-        words.append(_HALT)
-        counts.update(w & 0xF for w in words[:n_head])
-        counts[Op.HALT] += 1
+            st = stores(t - 1) if t > 0 and leave[t - 1] and self.b_out == 2 else None
+            last = t + 1 == nsteps
+            em.merged(block, st, None if last else loads(t + 1, "overlapped"))
+            if self.b_out == 1 and leave[t] and not last:
+                em.stores(stores(t))   # single-buffered output: stored before step t+1 writes it
+            if not last:
+                em.loads(loads(t + 1, "serial"))  # single-buffered operands: after their last use
+        em.stores(stores(nsteps - 1))
+        em.append([_HALT])
+        words = em.words()
 
         # Words are packed directly (see the module doc); the MAC count is what the
         # builder's compute() calls would have counted: every MAC of the layer once.
         prog = Program.from_words(hw, words, macs=L.macs, a_stride=a_stride)
 
-        ops = counts
+        ops = em.n
+        ops[Op.HALT] += 1
+        for b in blocks.values():
+            for op, cnt in b.counts.items():
+                ops[op] += cnt * em.block_uses[b.bid]
         _require(sum(ops.values()) == len(words), "instruction count mismatch")
+        loaded = {"input": int(np.sum(in_new)), "weight": int(np.sum(w_new)),
+                  "psum": int(np.sum(reload))}
+        stored = int(np.sum(np.array(leave) & np.array(complete)))
+        spilled = int(np.sum(leave)) - stored
         st = {
             "instructions": len(words),
             "steps": nsteps,
@@ -841,16 +1051,16 @@ class _Compiler:
             "compute_preloaded": ops[Op.COMPUTE_PRELOADED],
             "compute_accumulated": ops[Op.COMPUTE_ACCUMULATED],
             "fence": ops[Op.FENCE], "halt": ops[Op.HALT],
-            "input_tile_loads": stats["input_tile_loads"],
-            "weight_tile_loads": stats["weight_tile_loads"],
-            "output_tile_stores": stats["output_tile_stores"],
-            "psum_spills": stats["psum_spills"],
-            "psum_reloads": stats["psum_reloads"],
-            "input_bytes_loaded": stats["input_tile_loads"] * self.in_rows_bytes(),
-            "weight_bytes_loaded": stats["weight_tile_loads"] * self.w_bytes(),
-            "psum_bytes_loaded": stats["psum_reloads"] * self.o_tile_elems() * 4,
-            "psum_bytes_stored": stats["psum_spills"] * self.o_tile_elems() * 4,
-            "output_bytes_stored": stats["output_tile_stores"] * self.o_tile_elems() * self.o_elem,
+            "input_tile_loads": loaded["input"],
+            "weight_tile_loads": loaded["weight"],
+            "output_tile_stores": stored,
+            "psum_spills": spilled,
+            "psum_reloads": loaded["psum"],
+            "input_bytes_loaded": loaded["input"] * self.in_rows_bytes(),
+            "weight_bytes_loaded": loaded["weight"] * self.w_bytes(),
+            "psum_bytes_loaded": loaded["psum"] * self.o_tile_elems() * 4,
+            "psum_bytes_stored": spilled * self.o_tile_elems() * 4,
+            "output_bytes_stored": stored * self.o_tile_elems() * self.o_elem,
             "pixel_runs_per_block": len(self.pixel_runs),
             "sp_rows_used": self.b_in * self.in_rows + self.b_w * self.w_rows,
             "acc_rows_used": self.b_out * self.o_rows,
@@ -873,4 +1083,3 @@ class _Compiler:
     def o_tile_elems(self) -> int:
         T = self.T
         return T["N"] * T["P"] * T["Q"] * T["K"]
-

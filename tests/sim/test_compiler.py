@@ -3,13 +3,16 @@
 The machine is `hw.program.interpret` (the sequential ISA interpreter): for random small
 layers and random valid mappings (including DRAM loop orders that put reduction loops
 outside output loops, so partial sums go to DRAM and come back), the interpreted output
-must equal `conv_reference` exactly.
+must equal `conv_reference` exactly. And the vectorised compiler must produce exactly
+what the frozen pre-vectorisation compiler (tests/sim/reference_compiler.py) does: the
+same words, DRAM layout and statistics, on random mappings and ResNet-50 layers.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -19,9 +22,10 @@ from hw.isa import Op, decode
 from hw.layer import LOOPS, Layer
 from hw.mapping import Mapping, default_mapping, divisors
 from hw.program import interpret
-from hw.schedule import Item, merge
-from sim.compiler import CompileError, Compiled, _exec_block, _interleave, compile_layer
+from hw.schedule import AccessFootprint, Item, deps, merge
+from sim.compiler import CompileError, Compiled, _merge_order, _positions, compile_layer
 from sim.reference import conv_reference
+from tests.sim import reference_compiler
 
 HW4 = HardwareConfig(dim=4, sp_kb=8, acc_kb=8, dma_bus_bytes=8, dma_max_req_bytes=16, dram_mb=1)
 HW8 = HardwareConfig(dim=8, sp_kb=8, acc_kb=8, dram_mb=1)
@@ -356,7 +360,10 @@ def test_scratchpad_placement_inputs_bottom_weights_top():
     assert max(a_addrs) < 2 * fp.input_rows
 
 
-def test_interleave_matches_merge():
+def test_merge_order_matches_merge():
+    """`_merge_order` + `_positions` place the side items exactly where `hw.schedule.merge`
+    does, for side streams that do not touch the execute stream's rows (the compiler's
+    case) but conflict with each other (accumulator rows, the "dram" pseudo-memory)."""
     rnd = random.Random(1)
 
     def items(n, mems, nops=(1, 1)):
@@ -369,13 +376,20 @@ def test_interleave_matches_merge():
         return out
 
     for _ in range(500):
-        st = items(rnd.randrange(0, 12), ["acc", "dram"])
-        ex = items(rnd.randrange(1, 30), ["sp"] if rnd.random() < 0.8 else ["sp", "acc"], (1, 3))
-        ld = items(rnd.randrange(0, 12), ["acc", "sp", "dram"])
+        st = items(rnd.randrange(0, 12), ["acc", "dram"], (1, 2))
+        ex = items(rnd.randrange(1, 30), ["sp"], (1, 3))
+        ld = items(rnd.randrange(0, 12), ["acc", "sp2", "dram"], (1, 2))
         want = [w for it in merge(st, ex, ld) for w in it.ops]
-        got: list[int] = []
-        _interleave(st, _exec_block(ex, 1), ld, got.extend, lambda it: got.extend(it.ops))
-        assert got == want
+        ends = np.cumsum([len(it.ops) for it in ex])
+        dep = np.array(deps(ld, st, AccessFootprint.of(ld), AccessFootprint.of(st)), np.int64)
+        order, slot = _merge_order(ends, len(st), len(ld), dep)
+        side = st + ld
+        wc = np.array([len(it.ops) for it in side], np.int64)
+        exec_pos, side_pos = _positions(ends, order, slot, wc)
+        got = np.empty(len(exec_pos) + len(side_pos), object)
+        got[exec_pos] = [w for it in ex for w in it.ops]
+        got[side_pos] = [w for it in side for w in it.ops]
+        assert got.tolist() == want
 
 
 def test_generation_speed_resnet50_layer():
@@ -386,6 +400,102 @@ def test_generation_speed_resnet50_layer():
     dt = time.perf_counter() - t
     assert c.stats["instructions"] > 100_000
     assert dt < 4.0, f"compile took {dt:.2f} s"
+
+
+# ---------------------------------------------------------------------------------------
+# the vectorised compiler against the frozen reference (tests/sim/reference_compiler.py)
+# ---------------------------------------------------------------------------------------
+
+HW16 = HardwareConfig(dim=16, sp_kb=8, acc_kb=8, dram_mb=1)
+EQ_LAYERS = LAYERS + [
+    Layer.conv("c3wide", k=24, c=32, r=3, p=4, padding=1),      # several C and K blocks at DIM 4, 8
+    Layer.conv("c1s2", k=16, c=8, r=1, p=4, stride=2),           # 1x1 stride 2 (downsample)
+    Layer.conv("c7b", k=8, c=3, r=7, p=3, stride=2, padding=3, n=2),
+    Layer.conv("g4s2", k=16, c=16, r=3, p=3, stride=2, padding=1, groups=4),
+]
+
+
+def assert_same_as_reference(hw, mapping, layer, **kw) -> Compiled:
+    """The fast compiler and the reference agree on every word, the DRAM layout and the
+    statistics."""
+    want = reference_compiler.compile_layer(hw, mapping, layer, **kw)
+    got = compile_layer(hw, mapping, layer, **kw)
+    gw, ww = got.program.words, want.program.words
+    if gw != ww:
+        i = next((i for i, (a, b) in enumerate(zip(gw, ww)) if a != b), min(len(gw), len(ww)))
+        raise AssertionError(f"{layer}\n{mapping.to_json()} {kw}: {len(gw)} vs {len(ww)} words, "
+                             f"first difference at {i}")
+    assert got.stats == want.stats
+    for name in ("input_addr", "input_shape", "weight_addr", "weight_shape", "output_addr",
+                 "output_shape", "psum_addr", "psum_shape", "out", "relu", "shift"):
+        assert getattr(got, name) == getattr(want, name), name
+    assert got.image._next == want.image._next and got.image.touched_words() == want.image.touched_words()
+    assert got.program.expected_macs() == want.program.expected_macs()
+    assert got.program._state.a_stride == want.program._state.a_stride
+    return got
+
+
+def _random_cases(rng: random.Random, hw: HardwareConfig, layer: Layer):
+    """Random valid mappings of `layer` on `hw`: random orders and factors
+    (`random_mapping`) with random buffering, reduction loops outermost (partial-sum
+    spills), and unit points of `MappingSpace` (encoding version 2, with buffering)."""
+    from search.space import MappingSpace
+
+    red_first = list(REDUCTION) + list(OUTPUT)
+    for i in range(4):
+        m = random_mapping(rng, hw, layer, order=red_first if i == 3 else None)
+        bm = Mapping(m.factors, order=m.order, buffers=tuple(rng.choice((1, 2)) for _ in range(3)))
+        yield bm if bm.check(hw, layer) else m
+    space = MappingSpace(hw, layer, 2)
+    found = 0
+    for _ in range(200):
+        m = space.from_unit([rng.random() for _ in range(space.unit_dims)])
+        if m.check(hw, layer):
+            yield m
+            found += 1
+            if found == 2:
+                break
+
+
+def test_matches_reference_on_random_mappings():
+    rng = random.Random(2024)
+    seen = Counter()
+    for hw in (HW4, HW8, HW16):
+        for layer in EQ_LAYERS:
+            for m in _random_cases(rng, hw, layer):
+                out = rng.choice(("int32", "int8"))
+                c = assert_same_as_reference(hw, m, layer, out=out, relu=rng.random() < 0.5,
+                                             shift=rng.randrange(0, 12))
+                seen["cases"] += 1
+                seen[out] += 1
+                seen["psum spills"] += c.stats["psum_spills"] > 0
+                seen["fence"] += c.stats["fence"] > 0
+                seen["stride 2"] += layer.stride == 2
+                seen["groups"] += layer.groups > 1
+                seen[f"dim {hw.dim}"] += 1
+                for op, b in zip(("input", "weight", "output"), m.buffers):
+                    seen[f"{op} single"] += b == 1
+                seen[m.order] += 1
+    # the draw covers what it should (so that it cannot silently shrink)
+    for what in ("int32", "int8", "psum spills", "fence", "stride 2", "groups", "dim 4", "dim 8",
+                 "dim 16", "input single", "weight single", "output single"):
+        assert seen[what] >= 3, (what, seen[what])
+    assert len([k for k in seen if isinstance(k, tuple)]) >= 50  # distinct loop orders
+    assert seen["cases"] >= 200
+
+
+RESNET50_EQ = [(4, "layer1.0.conv1"), (4, "layer1.0.conv2"), (16, "conv1"), (16, "layer2.0.conv2"),
+               (16, "layer3.0.downsample"), (16, "fc")]
+
+
+@pytest.mark.parametrize("dim,name", RESNET50_EQ, ids=[f"dim{d}-{n}" for d, n in RESNET50_EQ])
+def test_matches_reference_on_resnet50_default_mappings(dim, name):
+    from search.workloads import resnet50
+
+    layer = next(L for L in resnet50() if L.name == name)
+    hw = HardwareConfig(dim=dim)
+    c = assert_same_as_reference(hw, default_mapping(hw, layer), layer)
+    assert c.stats["instructions"] > 9_000
 
 
 # ---------------------------------------------------------------------------------------
