@@ -7,7 +7,7 @@
     python -m search.starlight evaluate --model MODEL.pt|LOW.pt --data DATA[,DATA] [--split test|train|all] \\
         [--json FILE] [--plot FILE.png]
     python -m search.starlight experiment --low LOW.pt --rtl DATA[,DATA] --out DIR \\
-        [--sizes 32,64,128,256,512,all] [--trials 10] [--methods a,b] [--curve]
+        [--sizes 32,64,128,256,512,all] [--trials 10] [--methods a,b] [--curve [--curve-size 256]]
 
 DATA is a collection directory of `search.collect` (``dataset.sqlite``) or a Parquet file
 it exported (``docs/datasets/*.parquet``). Rows are read by `search.surrogate_data` (the
@@ -24,7 +24,8 @@ input layout, the ln EDP target and the held-out test split are defined there):
   either kind on a split (default: the held-out one), next to the analytical model's;
 * ``experiment`` runs thesis Fig 5.7's comparison (`search.starlight_experiment`)
   resumably into DIR (``results.jsonl``, ``summary.json``, ``table.md``, ``rho.png``,
-  ``median_err.png``); ``--curve`` adds Fig 5.6 (``curve.json``, ``curve.png``).
+  ``median_err.png``); ``--curve`` adds Fig 5.6 (``curve.json``, ``curve.png``): rho against training
+  iterations, ``--trials`` subsets of ``--curve-size`` rows.
 
 Bad options and unusable files print one ``error:`` line and exit 2.
 """
@@ -81,6 +82,8 @@ def _parser() -> OneLineParser:
     x.add_argument("--nn-epochs", type=int, default=300, help="epochs of the network fine-tunes (default 300)")
     x.add_argument("--curve", action="store_true", help="also rho against training iterations (Fig 5.6)")
     x.add_argument("--curve-iters", type=int, default=1000, help="iterations of the curve (default 1000)")
+    x.add_argument("--curve-size", type=int, default=256,
+                   help="RTL training rows of each curve trial, 2..; at most the training split (default 256)")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -249,7 +252,9 @@ def _experiment(args) -> int:
     plot_sizes(rows, out / "rho.png", "rho")
     plot_sizes(rows, out / "median_err.png", "median_abs_log")
     if args.curve:
-        curve = run_training_curve(low, data, trials=args.trials, iters=args.curve_iters, progress=not args.quiet)
+        curve = run_training_curve(low, data, size=_int_range(args.curve_size, "--curve-size", 2, 10 ** 9),
+                                   trials=args.trials, iters=_int_range(args.curve_iters, "--curve-iters", 1, 100_000),
+                                   progress=not args.quiet)
         (out / "curve.json").write_text(json.dumps(curve))
         plot_training_curve(curve, out / "curve.png")
     print(table)

@@ -204,7 +204,8 @@ def format_table(rows) -> str:
 
 
 def plot_sizes(rows, path, metric: str = "rho") -> None:
-    """Fig 5.7: ``metric`` against RTL training rows, per method (median, min-max band)."""
+    """Fig 5.7: ``metric`` against RTL training rows, per method (median, min-max band).
+    rho is drawn as 1 - rho on a log axis, so that 0.999 and 0.99 stay apart."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,15 +217,16 @@ def plot_sizes(rows, path, metric: str = "rho") -> None:
         if not rs:
             continue
         x = [r["size"] for r in rs]
-        med = [r[metric]["median"] for r in rs]
-        line, = ax.plot(x, med, marker="o", label=method)
-        ax.fill_between(x, [r[metric]["min"] for r in rs], [r[metric]["max"] for r in rs],
+        f = (lambda v: max(1.0 - v, 1e-5)) if metric == "rho" else (lambda v: v)
+        med = [f(r[metric]["median"]) for r in rs]
+        line, = ax.plot(x, med, marker="o", label=method, linestyle="--" if method == "analytical" else "-")
+        ax.fill_between(x, [f(r[metric]["min"]) for r in rs], [f(r[metric]["max"]) for r in rs],
                         color=line.get_color(), alpha=0.15)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("RTL training samples")
-    ax.set_ylabel({"rho": "Spearman rho of EDP (held-out)", "median_abs_log": "median |ln error| of EDP"}.get(
-        metric, metric))
-    if metric == "median_abs_log":
+    ax.set_ylabel({"rho": "1 - Spearman rho of EDP (held-out; lower is better)",
+                   "median_abs_log": "median |ln error| of EDP (held-out)"}.get(metric, metric))
+    if metric in ("rho", "median_abs_log"):
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
