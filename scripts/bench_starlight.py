@@ -10,7 +10,9 @@
   samples of its constrained mapping space), scored by Starlight (mean and std), by
   the residual variant (its inputs include the analytical model's prediction, so the
   analytical evaluation is timed with it), and by Starlight-Low; the time to build the
-  input rows (`candidate_inputs`) is reported separately. Best of 3 runs.
+  input rows (`candidate_inputs`) is reported separately. Best of 3 runs. The
+  candidates are arrays (`MappingSpace.from_unit_arrays` of Sobol points, those that
+  fit), as a search scores its pools, not `Mapping` objects.
 * **Training time** of Starlight and of the residual variant on ``--train-rows`` RTL
   training rows on 2 threads (the issue's 2 cores), default options.
 
@@ -79,11 +81,16 @@ def main() -> int:
     layer = next(la for la in unique_layers(get_workload("resnet50")) if la.name == "layer3.1.conv2")
     hw = HardwareConfig(dim=16, sp_kb=256, acc_kb=64)
     space = MappingSpace(hw, layer, 2)
-    maps = space.sample(args.batch, seed=0, method="sobol")
-    arrs = [m.to_arrays() for m in maps]
-    f = np.stack([a[0] for a in arrs])
-    o = np.stack([a[1] for a in arrs])
-    b = np.array([m.buffers for m in maps])
+    # the candidates as arrays (a search scores pools this way; no Mapping objects):
+    # scrambled Sobol points of the mapping space, the first --batch that fit
+    from scipy.stats import qmc
+    u = qmc.Sobol(space.unit_dims, scramble=True, seed=0).random_base2(int(np.ceil(np.log2(8 * args.batch))))
+    f, o = space.from_unit_arrays(u)
+    b = space.buffers_from_unit(u)
+    keep = np.flatnonzero(space.fits_arrays(f, b))[:args.batch]
+    if len(keep) < args.batch:
+        raise SystemExit(f"only {len(keep):,} of {len(u):,} points fit; use a smaller --batch")
+    f, o, b = f[keep], o[keep], b[keep]
     res["inputs_s"], X0 = _best(lambda: candidate_inputs(layer, hw, f, o, b, analytical=False))
     res["inputs_analytical_s"], X = _best(lambda: candidate_inputs(layer, hw, f, o, b))
     s_plain = res.pop("model_starlight")
@@ -111,6 +118,7 @@ def main() -> int:
           f"({res['train_s_starlight'] / TARGET_TRAIN_S:.2f}x the 60 s target), residual "
           f"{res['train_s_starlight-residual']:.1f} s")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0
 
