@@ -1,5 +1,8 @@
 """Fixtures shared by the search tests."""
 
+import io
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -11,3 +14,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def module_torch_thread():
+    """`one_torch_thread` for a whole module (its module-scoped fixtures included)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def starlight_analytical_dir(tmp_path_factory) -> Path:
+    """A small analytical collection (encoding version 2, ResNet-50 and BERT, 2,048
+    samples), made once per session for the surrogate tests."""
+    from search.collect import collect
+
+    out = tmp_path_factory.getbasetemp() / "starlight_analytical"
+    if not (out / "done").exists():
+        collect(out, fidelity="analytical", workloads=["resnet50", "bert"], n=2048, seed=0, workers=1,
+                encoding=2, quiet=True, stream=io.StringIO(), err=io.StringIO())
+        (out / "done").write_text("ok")
+    return out

@@ -3,7 +3,6 @@ tiny resumable Fig 5.7 experiment against second, in-process paths (train_low,
 fit_starlight, metrics), and bad input as one 'error:' line with exit status 2."""
 
 import hashlib
-import io
 import json
 import re
 from pathlib import Path
@@ -27,26 +26,10 @@ SIZES = (16, 32)
 TRIALS = 2
 
 
-def analytical_collection(tmp_path_factory) -> Path:
-    """A small analytical collection (encoding version 2), made once per session and
-    shared by the Starlight test files through the session's base temp directory."""
-    from search.collect import collect
-
-    out = tmp_path_factory.getbasetemp() / "starlight_analytical"
-    if not (out / "done").exists():
-        collect(out, fidelity="analytical", workloads=["resnet50", "bert"], n=2048, seed=0, workers=1,
-                encoding=2, quiet=True, stream=io.StringIO(), err=io.StringIO())
-        (out / "done").write_text("ok")
-    return out
-
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: reproducible sums and fast on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(module_torch_thread):
+    """One torch thread for the module (conftest's `module_torch_thread`)."""
 
 
 def _run(argv, capsys):
@@ -61,8 +44,8 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def analytical_dir(_one_thread, tmp_path_factory):
-    return analytical_collection(tmp_path_factory)
+def analytical_dir(_one_thread, starlight_analytical_dir):
+    return starlight_analytical_dir
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ functions take the model, update conditions on new rows, and model files round-t
 fail with one line."""
 
 import copy
-import io
 from pathlib import Path
 
 import gpytorch
@@ -24,32 +23,16 @@ RTL = REPO / "docs" / "datasets" / "rtl_seed0_n1280.parquet"
 LOW_OPTS = LowOptions(epochs=2, seed=0)
 
 
-def analytical_collection(tmp_path_factory) -> Path:
-    """A small analytical collection (encoding version 2), made once per session and
-    shared by the Starlight test files through the session's base temp directory."""
-    from search.collect import collect
-
-    out = tmp_path_factory.getbasetemp() / "starlight_analytical"
-    if not (out / "done").exists():
-        collect(out, fidelity="analytical", workloads=["resnet50", "bert"], n=2048, seed=0, workers=1,
-                encoding=2, quiet=True, stream=io.StringIO(), err=io.StringIO())
-        (out / "done").write_text("ok")
-    return out
-
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: reproducible sums and fast on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(module_torch_thread):
+    """One torch thread for the module (conftest's `module_torch_thread`)."""
 
 
 @pytest.fixture(scope="module")
-def low_data(_one_thread, tmp_path_factory):
+def low_data(_one_thread, starlight_analytical_dir):
     """The training split of the analytical collection, network columns only."""
-    data = load_dataset(analytical_collection(tmp_path_factory), analytical=False).train
+    data = load_dataset(starlight_analytical_dir, analytical=False).train
     return data.X[:, :BASE_DIMS], data.y
 
 

@@ -5,7 +5,6 @@ held-out split as a function of the key alone, de-duplication, one-line errors, 
 metrics on hand-computed cases."""
 
 import hashlib
-import io
 import json
 import math
 from pathlib import Path
@@ -30,22 +29,10 @@ RTL = REPO / "docs" / "datasets" / "rtl_seed0_n1280.parquet"
 NAMES = input_names()
 
 
-def analytical_collection(tmp_path_factory) -> Path:
-    """A small analytical collection (encoding version 2), made once per session and
-    shared by the Starlight test files through the session's base temp directory."""
-    from search.collect import collect
-
-    out = tmp_path_factory.getbasetemp() / "starlight_analytical"
-    if not (out / "done").exists():
-        collect(out, fidelity="analytical", workloads=["resnet50", "bert"], n=2048, seed=0, workers=1,
-                encoding=2, quiet=True, stream=io.StringIO(), err=io.StringIO())
-        (out / "done").write_text("ok")
-    return out
-
 
 @pytest.fixture(scope="session")
-def analytical_dir(tmp_path_factory):
-    return analytical_collection(tmp_path_factory)
+def analytical_dir(starlight_analytical_dir):
+    return starlight_analytical_dir
 
 
 @pytest.fixture(scope="module")
