@@ -1,28 +1,35 @@
 """Fixtures shared by the search tests."""
 
 import io
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
 
+@contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread: reproducible sums, and fair on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with _torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
 def module_torch_thread():
     """`one_torch_thread` for a whole module (its module-scoped fixtures included)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with _torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
