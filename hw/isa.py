@@ -64,7 +64,9 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Op", "ConfigTarget", "FIELDS", "INSN_BITS", "encode", "decode", "IsaError"]
+import numpy as np
+
+__all__ = ["Op", "ConfigTarget", "FIELDS", "INSN_BITS", "encode", "decode", "IsaError", "low_words", "fields_array"]
 
 INSN_BITS = 128
 
@@ -148,3 +150,23 @@ def decode(word: int) -> tuple[Op, dict[str, int]]:
         lo, width = FIELDS[name]
         out[name] = (word >> lo) & ((1 << width) - 1)
     return op, out
+
+
+def low_words(words) -> np.ndarray:
+    """The low 64 bits of each instruction word, as a uint64 array (one pass over a
+    Python sequence; a numpy array of words is taken as it is)."""
+    if isinstance(words, np.ndarray):
+        return words.astype(np.uint64, copy=False)
+    mask = (1 << 64) - 1
+    return np.fromiter((w & mask for w in words), dtype=np.uint64, count=len(words))
+
+
+def fields_array(low: np.ndarray, name: str) -> np.ndarray:
+    """Field ``name`` of every word, vectorised: ``low`` is `low_words` of a program;
+    only fields inside the low 64 bits (opcode ... laddr) can be read this way. The
+    value is the raw bits, whatever the word's opcode (see `decode` for the fields an
+    opcode uses)."""
+    lo, width = FIELDS[name]
+    if lo + width > 64:
+        raise IsaError(f"field {name!r} (bits {lo}..{lo + width - 1}) is not in the low 64 bits")
+    return ((low >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)

@@ -36,7 +36,7 @@ import numpy as np
 
 from hw.cli import first_line
 from hw.config import HardwareConfig
-from hw.isa import ConfigTarget, Op, decode
+from hw.isa import ConfigTarget, Op, fields_array, low_words
 from hw.layer import Layer
 from hw.mapping import Mapping
 from hw.result import Result
@@ -65,6 +65,7 @@ def make_inputs(layer: Layer, seed: int) -> Inputs:
 
 def cycle_budget(words: Sequence[int], hw: HardwareConfig) -> int:
     """Watchdog budget: 4x a pessimistic serial estimate of the program plus 20k cycles.
+    ``words``: the instruction words, or their `hw.isa.low_words` (vectorised).
 
     Every instruction is charged its own work with no overlap: DRAM rows at the lower of
     the bus and DRAM rates plus a full latency per `dma_max_inflight` requests, one cycle
@@ -74,27 +75,29 @@ def cycle_budget(words: Sequence[int], hw: HardwareConfig) -> int:
     seed-102 block13.dw case of scripts/validate_cost.py, 25 one-row steps per group,
     once ran past the budget without the hazard terms)."""
     rate = max(1, min(hw.dma_bus_bytes, hw.dram_bytes_per_cycle))
-    acc_full = False
-    total = 0
-    for word in words:
-        op, f = decode(word)
-        if op == Op.CONFIG and f["funct"] == ConfigTarget.ST:
-            acc_full = bool(f["acc_full"])
-        elif op in (Op.MVIN, Op.MVOUT):
-            elem = 4 if f["acc"] and (op == Op.MVIN or acc_full) else 1
-            nbytes = f["rows"] * (f["cols"] * elem + hw.dma_bus_bytes)
-            total += (nbytes // rate + f["rows"] * (1 + hw.dram_latency // hw.dma_max_inflight) + 2
-                      + hw.dram_latency)
-        elif op in (Op.PRELOAD, Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED):
-            total += f.get("rows", 1) + 2 + 2 * hw.dim
-        else:
-            total += 1
+    low = low_words(words)
+    op = fields_array(low, "opcode")
+    rows, cols = fields_array(low, "rows"), fields_array(low, "cols")
+    # acc_full of the latest CONFIG ST before each instruction (False before the first)
+    is_st = (op == Op.CONFIG) & (fields_array(low, "funct") == ConfigTarget.ST)
+    last = np.maximum.accumulate(np.where(is_st, np.arange(len(op)), -1)) if len(op) else np.zeros(0, np.int64)
+    acc_full = np.where(last >= 0, fields_array(low, "acc_full")[np.maximum(last, 0)], 0).astype(bool)
+    acc = fields_array(low, "acc").astype(bool)
+    mv = (op == Op.MVIN) | (op == Op.MVOUT)
+    elem = np.where(acc & ((op == Op.MVIN) | acc_full), 4, 1)
+    nbytes = rows * (cols * elem + hw.dma_bus_bytes)
+    mv_cost = nbytes // rate + rows * (1 + hw.dram_latency // hw.dma_max_inflight) + 2 + hw.dram_latency
+    ex = (op == Op.PRELOAD) | (op == Op.COMPUTE_PRELOADED) | (op == Op.COMPUTE_ACCUMULATED)
+    other = np.where(is_st, 0, 1)                # a CONFIG ST only sets acc_full
+    total = int(np.where(mv, mv_cost, np.where(ex, rows + 2 + 2 * hw.dim, other)).sum())
     return 4 * (total + 2 * hw.dram_latency + 4 * hw.dim) + 20_000
 
 
 def _weight_loads(words: Sequence[int]) -> int:
     """Weight rows written into the array (PRELOADs with new weights)."""
-    return sum(f["rows"] for op, f in map(decode, words) if op == Op.PRELOAD and not f["b_none"])
+    low = low_words(words)
+    new = (fields_array(low, "opcode") == Op.PRELOAD) & (fields_array(low, "b_none") == 0)
+    return int(fields_array(low, "rows")[new].sum())
 
 
 def _model(hw: HardwareConfig, harness: str, cache_dir, waves: bool = False, superset: bool = False):
@@ -171,7 +174,8 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
     compiled.write_inputs(inputs.x, inputs.w, image=image)
     words = compiled.program.words
     lo, hi = compiled.output_word_range()
-    budget = int(max_cycles) if max_cycles is not None else cycle_budget(words, hw)
+    low = low_words(words)                    # the fields of both statistics below, read once
+    budget = int(max_cycles) if max_cycles is not None else cycle_budget(low, hw)
     if superset:
         from hw.top import capacity_port_values
     ports = capacity_port_values(hw) if superset else ()
@@ -215,7 +219,7 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
         counts={"sp_reads": c["sp_reads"], "sp_writes": c["sp_writes"], "acc_reads": c["acc_reads"],
                 "acc_writes": c["acc_writes"], "dram_bytes_read": c["dram_bytes_read"],
                 "dram_bytes_written": c["dram_bytes_written"], "macs": c["macs"],
-                "weight_loads": _weight_loads(words)},
+                "weight_loads": _weight_loads(low)},
         utilisation=c["macs"] / (hw.dim * hw.dim * cycles) if cycles else None,
         feasible=True, reason=None, verified=bool(verify), fidelity="rtl",
         extra={"instructions": len(words), "sim_wall_s": round(outcome.wall_s, 4),

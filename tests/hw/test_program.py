@@ -10,7 +10,7 @@ import pytest
 from hw.config import HardwareConfig
 from hw.isa import ConfigTarget, Op, decode
 from hw.program import (DramImage, Program, ProgramError, interpret, parse_hex_words,
-                        read_dump_hex, write_imem_hex)
+                        read_dump_hex, words_to_hex_lines, write_imem_hex)
 from hw.reference import gemm_reference, round_shift, store_transform, wrap_int32
 from hw.schedule import Item, merge
 from hw.tiled_gemm import default_tiles, gemm_program, random_gemm_inputs
@@ -70,6 +70,22 @@ def test_hex_lines_and_imem_file(tmp_path):
     write_imem_hex(tmp_path / "imem.hex", p.words)
     words = parse_hex_words((tmp_path / "imem.hex").read_text())
     assert [words[i] for i in range(len(p))] == p.words
+
+
+def test_imem_file_equals_the_hex_lines_of_any_words(tmp_path):
+    """The vectorised writer gives exactly `words_to_hex_lines`'s text, at the edges of
+    both 64-bit halves too; out-of-range words are its ProgramError."""
+    rng = np.random.default_rng(5)
+    edge = [0, 1, (1 << 64) - 1, 1 << 64, (1 << 128) - 1, (1 << 127) | 1]
+    words = edge + [int(a) << 64 | int(b) for a, b in rng.integers(0, 1 << 63, (500, 2), dtype=np.uint64)]
+    f = tmp_path / "imem.hex"
+    write_imem_hex(f, words)
+    assert f.read_text() == "\n".join(words_to_hex_lines(words, 128)) + "\n"
+    write_imem_hex(f, [])
+    assert f.read_text() == "\n"
+    for bad in (-1, 1 << 128):
+        with pytest.raises(ProgramError, match="out of range"):
+            write_imem_hex(f, [3, bad])
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hw.config import HardwareConfig
 from hw.layer import Layer
 from hw.mapping import Mapping, default_mapping
 from hw.result import Result
@@ -154,3 +155,51 @@ def test_random_mappings_bit_exact_on_rtl(cache, dim):
     for (layer, m), r in zip(cases, results):
         assert r.feasible and r.verified, f"{layer.name} {m.to_json()}: {r.reason}"
         assert r.counts["macs"] == layer.macs
+
+
+# ---- the vectorised program statistics against per-instruction references ----------------
+
+def _budget_by_decoding(words, hw) -> int:
+    """`cycle_budget` as it was written first: one `decode` per instruction."""
+    from hw.isa import ConfigTarget, Op, decode
+    rate = max(1, min(hw.dma_bus_bytes, hw.dram_bytes_per_cycle))
+    acc_full, total = False, 0
+    for word in words:
+        op, f = decode(word)
+        if op == Op.CONFIG and f["funct"] == ConfigTarget.ST:
+            acc_full = bool(f["acc_full"])
+        elif op in (Op.MVIN, Op.MVOUT):
+            elem = 4 if f["acc"] and (op == Op.MVIN or acc_full) else 1
+            total += (f["rows"] * (f["cols"] * elem + hw.dma_bus_bytes) // rate
+                      + f["rows"] * (1 + hw.dram_latency // hw.dma_max_inflight) + 2 + hw.dram_latency)
+        elif op in (Op.PRELOAD, Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED):
+            total += f["rows"] + 2 + 2 * hw.dim
+        else:
+            total += 1
+    return 4 * (total + 2 * hw.dram_latency + 4 * hw.dim) + 20_000
+
+
+def test_cycle_budget_and_weight_loads_match_decoding_each_instruction():
+    from hw.isa import Op, decode, low_words
+    from search.space import MappingSpace
+    from sim.compiler import compile_layer
+    from sim.evaluate import _weight_loads, cycle_budget
+
+    layers = [Layer(name="c3", n=1, k=24, c=20, p=6, q=5, r=3, s=3, stride=1, padding=1),
+              Layer(name="g", n=2, k=16, c=16, p=4, q=4, r=1, s=1, groups=4),
+              Layer(name="s2", n=1, k=12, c=8, p=4, q=4, r=3, s=3, stride=2, padding=1)]
+    checked, int8_out = 0, 0
+    for dim in (4, 8):
+        hw = HardwareConfig(dim=dim, sp_kb=32, acc_kb=16)
+        for layer in layers:
+            for m in MappingSpace(hw, layer, 2).sample(6, seed=dim, method="sobol"):
+                for out in ("int32", "int8"):
+                    words = compile_layer(hw, m, layer, out=out).program.words
+                    assert cycle_budget(words, hw) == _budget_by_decoding(words, hw)
+                    assert cycle_budget(low_words(words), hw) == cycle_budget(words, hw)
+                    ref = sum(f["rows"] for op, f in map(decode, words) if op == Op.PRELOAD and not f["b_none"])
+                    assert _weight_loads(words) == ref
+                    checked += 1
+                    int8_out += out == "int8"
+    assert checked == 72 and int8_out == 36
+    assert cycle_budget([], CFG4) == _budget_by_decoding([], CFG4)
