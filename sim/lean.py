@@ -19,6 +19,7 @@ several times faster at small DIM.
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,18 @@ __all__ = ["LeanRunFailure", "write_cases", "run_programs_lean"]
 
 class LeanRunFailure(CocotbTestFailure):
     """The harness exited abnormally or left a case without results."""
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of the harness process: on Linux, the kernel kills it (SIGKILL)
+    when the process that started it dies, so a worker killed mid-simulation (a
+    collection stopped with SIGTERM) leaves no orphan simulator running on; elsewhere a
+    no-op. Runs in the child between fork and exec."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)   # PR_SET_PDEATHSIG
 
 
 def _tail(text: str, n: int = 25) -> str:
@@ -65,7 +78,8 @@ def run_programs_lean(model: BuiltModel, cases: Sequence[ProgramCase], *, workdi
         cmd += ["--max-seconds", f"{float(case_timeout_s):g}"]
     log = root / "lean.log"
     try:
-        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s,
+                              preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired as e:
         out = (e.stderr or b"")
         log.write_text(out.decode(errors="replace") if isinstance(out, bytes) else out)

@@ -12,6 +12,7 @@ configuration, shared through the session cache).
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -262,3 +263,38 @@ def test_lean_and_cocotb_read_program_files_alike(build_model, build_lean, tmp_p
     for name in ("upper_crlf_spaces", "no_leading_zeros", "blank_lines", "more_than_32_digits"):
         assert by_name[name].ok and (gp.read_c(by_name[name].image) == gp.reference()).all(), name
     assert by_name["stops_at_text"].timed_out  # no HALT: half the program, then the watchdog
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_harness_process_dies_with_its_parent(tmp_path):
+    """A process started with `die_with_parent` (as the harness is) is killed when the
+    process that started it dies: a killed collection worker leaves no orphan."""
+    import os
+    import signal
+    import time
+
+    script = ("import subprocess, sys, time\n"
+              "from sim.lean import die_with_parent\n"
+              "p = subprocess.Popen(['sleep', '60'], preexec_fn=die_with_parent)\n"
+              "print(p.pid, flush=True)\n"
+              "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)                                   # running
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        try:                                            # a zombie counts as gone: state Z
+            if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+                break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the child outlived its parent by 5 s")
