@@ -92,52 +92,38 @@ def _mean_words(nbytes, g, base, word):
 
 
 @njit(cache=True)
-def _pixel_a(i, tp, tq, stride, in_h, in_w):
-    n = i // (tp * tq)
-    p = (i // tq) % tp
-    q = i % tq
-    return (n * in_h + p * stride) * in_w + q * stride
+def compute_blocks(tn, tp, tq, stride, in_h, in_w):
+    """`hw.blocks.compute_blocks`, compiled (Numba cannot see a change to another file's
+    function through its cache, so this is a copy; tests/cost/test_model.py asserts that
+    both agree): (count, run, reps, a_stride, a_stride1, a_step) of a weight block's
+    COMPUTE_BLOCKs."""
+    nsz = in_h * in_w
+    if tp == 1 or tq == 1 or in_w == tq:
+        length = tp * tq
+        a = stride
+        if tp > 1 and tq == 1:
+            a = stride * in_w
+        if length == 1:
+            if tn > 1:
+                return 1, tn, 1, nsz, 0, 0
+            return 1, 1, 1, 1, 0, 0
+        if tn == 1 or nsz == length * a:
+            return 1, tn * length, 1, a, 0, 0
+        return 1, length, tn, a, nsz, 0
+    if tn == 1 or in_h == tp * stride:
+        return 1, tq, tn * tp, stride, stride * in_w, 0
+    return tn, tq, tp, stride, stride * in_w, nsz
 
 
 @njit(cache=True)
-def pixel_runs(tn, tp, tq, stride, in_h, in_w, dim, drain):
-    """(runs, CONFIG EX per block, execute cycles of one block's COMPUTEs): the
-    compiler's greedy arithmetic runs of <= dim pixels over the tile's A rows
-    (`sim.compiler._compute_runs`); a run of n rows costs max(n, 2, (drain + n) / 16)."""
-    m = tn * tp * tq
-    runs = 0
-    cycles = 0.0
-    changes = 0
-    first_stride = -1
-    last_stride = -1
-    start = 0
-    while start < m:
-        end = start + 1
-        s = 0
-        if end < m:
-            a0 = _pixel_a(start, tp, tq, stride, in_h, in_w)
-            prev = _pixel_a(end, tp, tq, stride, in_h, in_w)
-            s = prev - a0
-            end += 1
-            while end < m and end - start < dim:
-                cur = _pixel_a(end, tp, tq, stride, in_h, in_w)
-                if cur - prev != s:
-                    break
-                prev = cur
-                end += 1
-        n = end - start
-        runs += 1
-        cycles += max(float(n), 2.0, (drain + n) / EX_SLOTS)
-        if n > 1:
-            if first_stride < 0:
-                first_stride = s
-            elif s != last_stride:
-                changes += 1
-            last_stride = s
-        start = end
-    if changes > 0 and last_stride != first_stride:
-        changes += 1    # cyclic: the next block starts with the first run again
-    return runs, changes, cycles
+def block_runs(tn, tp, tq, stride, in_h, in_w, drain):
+    """(COMPUTE_BLOCKs, CONFIG EX, execute cycles of one weight block's COMPUTE_BLOCKs):
+    the compiler's blocks (`compute_blocks`); one of L = run*reps rows costs
+    max(L, 2, (drain + L) / 16) (two instructions each, at most EX_SLOTS in flight until
+    their drain). The strides are set once per layer, so no CONFIG EX per block."""
+    count, run, reps, _a, _a1, _step = compute_blocks(tn, tp, tq, stride, in_h, in_w)
+    n = float(run * reps)
+    return count, 0, count * max(n, 2.0, (drain + n) / EX_SLOTS)
 
 
 @njit(cache=True)
@@ -457,7 +443,7 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
         if key in runs_memo:
             U, X, run_cycles = runs_memo[key]
         else:
-            u_, x_, rc_ = pixel_runs(TN, TP, TQ, st, in_h, in_w, d, drain)
+            u_, x_, rc_ = block_runs(TN, TP, TQ, st, in_h, in_w, drain)
             U, X, run_cycles = float(u_), float(x_), rc_
             runs_memo[key] = (U, X, run_cycles)
         blk_time = max(run_cycles, d + par[P_PRELOAD_GAP])
@@ -478,8 +464,10 @@ def evaluate_batch(lay, hwm, factors, order, bufs, par, out):
         f_in_last = (bpk - 1) * blk_time + run_cycles - r_avg
         f_ps_last = (kbn - 1) * bpk * blk_time + run_cycles - r_avg
         w_tail = -(nblk - 1) * blk_time
-        # input rows up to the last one the first COMPUTE run reads (in whole MVINs)
-        a_end = _pixel_a(max(int(M / max(U, 1.0)), 1) - 1, TP, TQ, st, in_h, in_w) + 1
+        # input rows up to the last one in the first COMPUTE_BLOCK's read range (the
+        # scoreboard holds it until all are loaded; in whole MVINs)
+        _cnt, b_run, b_reps, b_a, b_a1, _stp = compute_blocks(TN, TP, TQ, st, in_h, in_w)
+        a_end = (b_run - 1) * b_a + (b_reps - 1) * b_a1 + 1
         k1 = min(in_r, max(in_r1, _cdiv(a_end, max(int(in_r1), 1)) * in_r1)) / max(in_r, 1.0)
         in_n1, in_nb, in_nq = in_r * k1, in_b * k1, in_q * k1
 

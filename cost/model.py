@@ -38,10 +38,12 @@ transitions exactly (a carry at any position other than the innermost is always 
 by one at the innermost) and prices each pair once. A step takes the longest of
 
 * execute: per weight block (one PRELOAD of dim x dim weights for every (kb, r, s, cb)
-  of the tile) the A rows streamed, where a COMPUTE of n rows costs max(n, 2) cycles (its
-  PRELOAD(b_none) pops in between), and at least ``dim + preload_gap`` cycles because the
-  weight loader writes one row per cycle into the shadow buffer; COMPUTEs also hold an
-  execute scoreboard slot from dispatch to write-back (2 dim + a few cycles), 16 slots;
+  of the tile) the A rows streamed by its COMPUTE_BLOCKs (`hw.blocks`: one per block, or
+  one per image when the pixel pattern needs it), where a COMPUTE_BLOCK of n rows costs
+  max(n, 2) cycles (a PRELOAD(b_none) pops in between), and at least ``dim +
+  preload_gap`` cycles because the weight loader writes one row per cycle into the
+  shadow buffer; COMPUTE_BLOCKs also hold an execute scoreboard slot from dispatch to
+  write-back (2 dim + a few cycles), 16 slots;
 * loads: DMA requests (one per cycle, split at ``dma_max_req_bytes`` boundaries), bus
   beats at ``min(1, dram_bytes_per_cycle / dma_bus_bytes)`` per cycle, and Little's law
   on requests in flight (``dma_max_inflight``, each held ``dram_latency`` plus its beats)
@@ -74,7 +76,8 @@ bounds (times from the previous step's first COMPUTE, not sums of serial parts):
 * input loaded (output not stored): each MVIN waits for the last COMPUTE that read its
   rows (the first rows: the last output-channel block's first weight blocks), the next
   step's COMPUTEs dispatch after the last of them (one drain after the step), and its
-  first COMPUTE waits for the rows its first run reads;
+  first COMPUTE_BLOCK waits for every row of its read range (the scoreboard keeps one
+  range per instruction, from its lowest to its highest A row);
 * weights loaded: each MVIN waits for the PRELOAD that read its rows, so the last block's
   rows come back one weight-loader period plus a load after the previous ones;
 * in order: the next step's serial loads dispatch after this step's execute stream, which

@@ -12,9 +12,11 @@ StoreController  MVOUT: reads local rows, formats them (int8 rows; accumulator r
                  raw int32 or ReLU / rounding shift / int8 saturation) and hands them to
                  `DmaWriter`. Complete (for local hazards) once the last row is read;
                  `busy` stays high until every DRAM write is acknowledged.
-ExecuteController PRELOAD / COMPUTE_*: a weight loader fills the shadow weight buffer
-                 of the mesh while an A streamer feeds A rows through the active one;
-                 results are read-modify-written into the accumulator. See `hw/isa.py`.
+ExecuteController PRELOAD / COMPUTE_* / COMPUTE_BLOCK: a weight loader fills the shadow
+                 weight buffer of the mesh while an A streamer feeds A rows through the
+                 active one (a COMPUTE_BLOCK's reps runs back to back: two nested row
+                 counters); results are read-modify-written into the accumulator. See
+                 `hw/isa.py`.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
@@ -33,6 +35,7 @@ SLOTS = EXEC_SLOTS
 TAG_BITS = 4
 LADDR_BITS = 24
 DIMF = 6   # rows / cols field width (1..32)
+CNTF = 16  # COMPUTE_BLOCK run / reps width (hw.isa.BLOCK_COUNT_MAX)
 
 LoadCmd = data.StructLayout({
     "dram": ADDR_BITS, "stride": ADDR_BITS, "laddr": LADDR_BITS,
@@ -49,10 +52,13 @@ class ExecOp:
     COMPUTE_ACCUMULATED = 2
 
 
+# A COMPUTE_* is rows = its rows, reps = 0, block = 0; a COMPUTE_BLOCK rows = its run,
+# reps = its reps, block = 1 and a_stride1 from CONFIG EX.
 ExecCmd = data.StructLayout({
-    "op": 2, "laddr": LADDR_BITS, "rows": DIMF, "cols": DIMF,
+    "op": 2, "laddr": LADDR_BITS, "rows": CNTF, "cols": DIMF,
     "laddr2": LADDR_BITS, "rows2": DIMF, "cols2": DIMF, "accumulate": 1, "b_none": 1,
-    "a_stride": LADDR_BITS, "tag": TAG_BITS})
+    "a_stride": LADDR_BITS, "tag": TAG_BITS,
+    "block": 1, "reps": CNTF, "a_stride1": LADDR_BITS})
 
 
 def _read_client(prefix, aw, width):
@@ -264,9 +270,15 @@ class ExecuteController(wiring.Component):
         a_active = Signal()
         a_addr = Signal(LADDR_BITS)
         a_stride = Signal(LADDR_BITS)
-        a_rows = Signal(DIMF)
+        a_rows = Signal(CNTF)       # rows per run
+        a_reps = Signal(CNTF)       # runs (a COMPUTE_* has one)
+        a_stride1 = Signal(LADDR_BITS)
+        a_run0 = Signal(LADDR_BITS)  # first A row of the current run
+        a_i = Signal(CNTF)          # row within the run
+        a_j = Signal(CNTF)          # run
+        a_block = Signal()
         a_cols = Signal(DIMF)
-        a_m = Signal(DIMF)
+        a_m = Signal(LADDR_BITS)    # C row offset
         a_buf = Signal()
         a_tag = Signal(TAG_BITS)
         a_macs = Signal(range(d * d + 1))
@@ -346,7 +358,9 @@ class ExecuteController(wiring.Component):
                 m.d.comb += done_pre.eq(1 << b_tag)
 
         # ---- A streamer: one scratchpad row per cycle into the mesh ----------------------
-        m.d.comb += a_last.eq((a_m + 1) == a_rows)
+        run_end = Signal()
+        m.d.comb += [run_end.eq((a_i + 1) == a_rows),
+                     a_last.eq(run_end & ((a_j + 1) == a_reps))]
         m.d.comb += [self.a_rd_req.eq(a_active), self.a_rd_addr.eq(a_addr)]
         s1_meta = Signal(self.meta)
         s1_cols = Signal(DIMF)
@@ -354,12 +368,17 @@ class ExecuteController(wiring.Component):
         m.d.sync += s1_valid.eq(a_active & self.a_rd_gnt)
         with m.If(a_active & self.a_rd_gnt):
             m.d.sync += [
-                a_addr.eq(a_addr + a_stride), a_m.eq(a_m + 1),
+                a_m.eq(a_m + 1),
                 s1_buf.eq(a_buf), s1_cols.eq(a_cols), s1_macs.eq(a_macs),
-                s1_meta.c_addr.eq(c_addr + a_m), s1_meta.wen.eq(a_m < c_rows),
+                s1_meta.c_addr.eq(c_addr + a_m), s1_meta.wen.eq(a_block | (a_m < c_rows)),
                 s1_meta.c_cols.eq(c_cols), s1_meta.acc.eq(c_acc), s1_meta.last.eq(a_last),
                 s1_meta.tag.eq(a_tag),
             ]
+            with m.If(run_end):
+                m.d.sync += [a_i.eq(0), a_j.eq(a_j + 1), a_addr.eq(a_run0 + a_stride1),
+                             a_run0.eq(a_run0 + a_stride1)]
+            with m.Else():
+                m.d.sync += [a_i.eq(a_i + 1), a_addr.eq(a_addr + a_stride)]
             with m.If(a_last):
                 m.d.sync += a_active.eq(0)
         with m.If(pop & (is_cp | is_ca)):
@@ -367,6 +386,8 @@ class ExecuteController(wiring.Component):
             m.d.sync += [
                 cur.eq(new_buf), a_active.eq(1), a_addr.eq(cmd.laddr), a_stride.eq(cmd.a_stride),
                 a_rows.eq(cmd.rows), a_cols.eq(cmd.cols), a_m.eq(0), a_buf.eq(new_buf), a_tag.eq(cmd.tag),
+                a_reps.eq(Mux(cmd.block, cmd.reps, 1)), a_stride1.eq(cmd.a_stride1), a_run0.eq(cmd.laddr),
+                a_i.eq(0), a_j.eq(0), a_block.eq(cmd.block),
                 a_macs.eq(cmd.cols * p_cols),
                 c_addr.eq(p_addr), c_rows.eq(p_rows), c_cols.eq(p_cols), c_acc.eq(p_acc),
             ]

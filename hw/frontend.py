@@ -3,7 +3,8 @@
 The frontend takes 128-bit instructions from its instruction buffer (a FIFO of
 `imem_depth` instructions that the host refills; see `hw.host`), one per cycle,
 applies CONFIG instructions to its configuration registers, and dispatches MVIN to the
-load queue, PRELOAD / COMPUTE_* to the execute queue and MVOUT to the store queue. Each
+load queue, PRELOAD / COMPUTE_* / COMPUTE_BLOCK to the execute queue and MVOUT to the
+store queue. Each
 dispatched instruction that touches local memory takes a scoreboard slot of its unit,
 recording the local row ranges it reads and writes; the unit frees the slot when the
 instruction has completed.
@@ -100,6 +101,7 @@ class Frontend(wiring.Component):
 
         # ---- configuration registers (reset by start) ----------------------------------
         a_stride = Signal(LADDR_BITS, init=1)
+        a_stride1 = Signal(LADDR_BITS)
         ld_stride = Array(Signal(32, name=f"ld_stride{i}") for i in range(3))
         st_stride = Signal(32)
         st_relu = Signal()
@@ -120,16 +122,22 @@ class Frontend(wiring.Component):
         is_ca = op == Op.COMPUTE_ACCUMULATED
         is_fence = op == Op.FENCE
         is_halt = op == Op.HALT
-        illegal = op > Op.HALT
-        is_exec = is_pre | is_cp | is_ca
-        is_comp = is_cp | is_ca
+        is_cb = op == Op.COMPUTE_BLOCK
+        illegal = op > Op.COMPUTE_BLOCK
+        is_exec = is_pre | is_cp | is_ca | is_cb
+        is_comp = is_cp | is_ca | is_cb
 
         # Ranges of the new instruction, encoded for the scoreboard (see _enc): the range it
         # reads (MVOUT, PRELOAD with weights, COMPUTE_*) and the one it writes (MVIN, COMPUTE_*).
+        # A COMPUTE_BLOCK reads rows laddr .. laddr + (run-1)*a_stride + (reps-1)*a_stride1
+        # (every row between its lowest and highest A row, a conservative range) and
+        # writes all its run*reps C rows.
         rows = f["rows"]
         laddr = f["laddr"]
-        comp_hi = laddr + (rows - 1) * a_stride + 1
-        c_written = Mux(rows < c_rows, rows, c_rows)
+        run, reps = f["run"], f["reps"]
+        comp_hi = Mux(is_cb, laddr + (run - 1) * a_stride + (reps - 1) * a_stride1 + 1,
+                      laddr + (rows - 1) * a_stride + 1)
+        c_written = Mux(is_cb, run * reps, Mux(rows < c_rows, rows, c_rows))
         r_hi = Signal(RBITS)
         w_lo = Signal(RBITS)
         w_hi = Signal(RBITS)
@@ -220,9 +228,12 @@ class Frontend(wiring.Component):
                      st.cols.eq(f["cols"]), st.acc.eq(f["acc"]), st.relu.eq(st_relu), st.acc_full.eq(st_full),
                      st.shift.eq(st_shift), st.tag.eq(free_slot["st"])]
         ex = Signal(ExecCmd)
+        swap = is_cp | (is_cb & f["preloaded"])
         m.d.comb += [
-            ex.op.eq(Mux(is_pre, ExecOp.PRELOAD, Mux(is_cp, ExecOp.COMPUTE_PRELOADED, ExecOp.COMPUTE_ACCUMULATED))),
-            ex.laddr.eq(laddr), ex.rows.eq(rows), ex.cols.eq(f["cols"]), ex.laddr2.eq(f["laddr2"]),
+            ex.op.eq(Mux(is_pre, ExecOp.PRELOAD, Mux(swap, ExecOp.COMPUTE_PRELOADED, ExecOp.COMPUTE_ACCUMULATED))),
+            ex.laddr.eq(laddr), ex.rows.eq(Mux(is_cb, run, rows)), ex.cols.eq(f["cols"]),
+            ex.block.eq(is_cb), ex.reps.eq(Mux(is_cb, reps, 0)), ex.a_stride1.eq(Mux(is_cb, a_stride1, 0)),
+            ex.laddr2.eq(f["laddr2"]),   # used by PRELOADs only
             ex.rows2.eq(f["rows2"]), ex.cols2.eq(f["cols2"]), ex.accumulate.eq(f["accumulate"]),
             ex.b_none.eq(f["b_none"]), ex.a_stride.eq(a_stride), ex.tag.eq(free_slot["ex"]),
         ]
@@ -247,7 +258,7 @@ class Frontend(wiring.Component):
         with m.If(go & is_cfg):
             with m.Switch(f["funct"]):
                 with m.Case(ConfigTarget.EX):
-                    m.d.sync += a_stride.eq(f["stride"])
+                    m.d.sync += [a_stride.eq(f["stride"]), a_stride1.eq(f["stride1"])]
                 with m.Case(ConfigTarget.LD):
                     m.d.sync += ld_stride[f["slot"]].eq(f["stride"])
                 with m.Case(ConfigTarget.ST):
@@ -264,7 +275,7 @@ class Frontend(wiring.Component):
                 m.d.sync += [running.eq(0), self.done.eq(1), self.fault.eq(illegal)]
         with m.If(self.start):
             m.d.sync += [pc.eq(0), running.eq(1), self.done.eq(0), self.fault.eq(0),
-                         a_stride.eq(1), st_stride.eq(0), st_relu.eq(0), st_full.eq(0), st_shift.eq(0),
+                         a_stride.eq(1), a_stride1.eq(0), st_stride.eq(0), st_relu.eq(0), st_full.eq(0), st_shift.eq(0),
                          c_addr.eq(0), c_rows.eq(0)]
             m.d.sync += [s.eq(0) for s in ld_stride]
         return m

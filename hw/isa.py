@@ -17,21 +17,27 @@ instruction that uses them; unused bits must be zero.
     acc_full    [11]      CONFIG ST: accumulator MVOUT writes raw int32 (else int8 after
                           ReLU / shift / saturation)
     b_none      [12]      PRELOAD: no new weights (only set the C destination)
+    preloaded   [13]      COMPUTE_BLOCK: swap in the preloaded weights first (as
+                          COMPUTE_PRELOADED; else keep the active ones)
     shift       [20:16]   CONFIG ST: arithmetic right shift with rounding (0..31)
     rows        [29:24]   block rows, 1..DIM   (MVIN/MVOUT rows, PRELOAD B rows,
                                                 COMPUTE A rows)
     cols        [37:32]   block columns, 1..DIM (elements per row)
     laddr       [63:40]   local row address (scratchpad or accumulator row)
+    stride1     [63:40]   CONFIG EX: scratchpad rows between the first A rows of
+                          consecutive runs of a COMPUTE_BLOCK (a_stride1)
     dram        [95:64]   DRAM byte address (MVIN / MVOUT)
     stride      [95:64]   CONFIG: LD/ST DRAM bytes between rows; EX scratchpad rows
                           between consecutive A rows of a COMPUTE (a_stride)
     laddr2      [87:64]   PRELOAD: accumulator row address of C
+    run         [79:64]   COMPUTE_BLOCK: A rows per run, 1..65535
+    reps        [95:80]   COMPUTE_BLOCK: runs, 1..65535
     rows2       [101:96]  PRELOAD: C rows, 1..DIM
     cols2       [109:104] PRELOAD: C columns, 1..DIM
 
 Semantics (weight-stationary, C = A x B with A rows streaming through the array):
 
-    CONFIG EX   a_stride := stride                                    (default 1)
+    CONFIG EX   a_stride := stride; a_stride1 := stride1           (default 1, 0)
     CONFIG LD   ld_stride[slot] := stride                             (default 0)
     CONFIG ST   st_stride := stride; relu, acc_full, shift            (default 0, off)
     MVIN        for r < rows: local[laddr + r] := DRAM row at dram + r*ld_stride[slot],
@@ -49,6 +55,18 @@ Semantics (weight-stationary, C = A x B with A rows streaming through the array)
                          laddr + m*a_stride with columns >= cols forced to zero;
                          only rows m < rows2 and columns < cols2 of C are written.
     COMPUTE_ACCUMULATED  the same with the active weights kept (no swap).
+    COMPUTE_BLOCK        if preloaded, swap the shadow and active weights; then for
+                         j < reps, i < run, m = j*run + i:
+                         C[laddr2 + m] (+)= A[j, i] x W, A[j, i] = scratchpad row
+                         laddr + j*a_stride1 + i*a_stride with columns >= cols forced
+                         to zero; every one of the run*reps C rows is written (the
+                         PRELOAD's rows2 is not used), columns < cols2. One instruction
+                         streams a whole 2-D block of A rows (a convolution tile's
+                         output rows x columns) through the same weights, where
+                         COMPUTE_* streams at most DIM rows of one arithmetic run: the
+                         same results as the equivalent COMPUTE_* sequence (one per
+                         run, cut into pieces of <= DIM rows, each but the first after
+                         a PRELOAD with b_none of its C rows).
     FENCE       wait until every earlier instruction has completed (DRAM writes acked).
     HALT        like FENCE, then stop and raise `done`.
 
@@ -66,9 +84,12 @@ import enum
 
 import numpy as np
 
-__all__ = ["Op", "ConfigTarget", "FIELDS", "INSN_BITS", "encode", "decode", "IsaError", "low_words", "fields_array"]
+__all__ = ["Op", "ConfigTarget", "FIELDS", "INSN_BITS", "encode", "decode", "IsaError", "low_words", "high_words",
+           "fields_array", "BLOCK_COUNT_MAX"]
 
 INSN_BITS = 128
+#: the largest run / reps of a COMPUTE_BLOCK (16-bit fields)
+BLOCK_COUNT_MAX = (1 << 16) - 1
 
 
 class IsaError(ValueError):
@@ -84,6 +105,7 @@ class Op(enum.IntEnum):
     COMPUTE_ACCUMULATED = 5
     FENCE = 6
     HALT = 7
+    COMPUTE_BLOCK = 8
 
 
 class ConfigTarget(enum.IntEnum):
@@ -102,20 +124,24 @@ FIELDS: dict[str, tuple[int, int]] = {
     "relu": (10, 1),
     "acc_full": (11, 1),
     "b_none": (12, 1),
+    "preloaded": (13, 1),
     "shift": (16, 5),
     "rows": (24, 6),
     "cols": (32, 6),
     "laddr": (40, 24),
+    "stride1": (40, 24),
     "dram": (64, 32),
     "stride": (64, 32),
     "laddr2": (64, 24),
+    "run": (64, 16),
+    "reps": (80, 16),
     "rows2": (96, 6),
     "cols2": (104, 6),
 }
 
 # Fields each opcode may set (others must be zero).
 OP_FIELDS: dict[Op, tuple[str, ...]] = {
-    Op.CONFIG: ("funct", "slot", "relu", "acc_full", "shift", "stride"),
+    Op.CONFIG: ("funct", "slot", "relu", "acc_full", "shift", "stride", "stride1"),
     Op.MVIN: ("slot", "acc", "rows", "cols", "laddr", "dram"),
     Op.MVOUT: ("acc", "rows", "cols", "laddr", "dram"),
     Op.PRELOAD: ("b_none", "accumulate", "rows", "cols", "laddr", "laddr2", "rows2", "cols2"),
@@ -123,6 +149,7 @@ OP_FIELDS: dict[Op, tuple[str, ...]] = {
     Op.COMPUTE_ACCUMULATED: ("rows", "cols", "laddr"),
     Op.FENCE: (),
     Op.HALT: (),
+    Op.COMPUTE_BLOCK: ("preloaded", "cols", "laddr", "run", "reps"),
 }
 
 
@@ -161,12 +188,25 @@ def low_words(words) -> np.ndarray:
     return np.fromiter((w & mask for w in words), dtype=np.uint64, count=len(words))
 
 
-def fields_array(low: np.ndarray, name: str) -> np.ndarray:
-    """Field ``name`` of every word, vectorised: ``low`` is `low_words` of a program;
-    only fields inside the low 64 bits (opcode ... laddr) can be read this way. The
-    value is the raw bits, whatever the word's opcode (see `decode` for the fields an
-    opcode uses)."""
+def high_words(words) -> np.ndarray:
+    """The high 64 bits of each instruction word, as a uint64 array (see `low_words`; a
+    numpy array is taken as the high halves already)."""
+    if isinstance(words, np.ndarray):
+        return words.astype(np.uint64, copy=False)
+    return np.fromiter((w >> 64 for w in words), dtype=np.uint64, count=len(words))
+
+
+def fields_array(low: np.ndarray, name: str, high: np.ndarray | None = None) -> np.ndarray:
+    """Field ``name`` of every word, vectorised: ``low`` is `low_words` of a program and
+    ``high`` its `high_words`, needed only for fields in the high 64 bits (dram ...
+    reps). The value is the raw bits, whatever the word's opcode (see `decode` for the
+    fields an opcode uses)."""
     lo, width = FIELDS[name]
+    src = low
     if lo + width > 64:
-        raise IsaError(f"field {name!r} (bits {lo}..{lo + width - 1}) is not in the low 64 bits")
-    return ((low >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        if lo < 64:
+            raise IsaError(f"field {name!r} (bits {lo}..{lo + width - 1}) straddles the 64-bit halves")
+        if high is None:
+            raise IsaError(f"field {name!r} (bits {lo}..{lo + width - 1}) is not in the low 64 bits; pass high=")
+        src, lo = high, lo - 64
+    return ((src >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from hw.config import HardwareConfig
-from hw.isa import INSN_BITS, ConfigTarget, Op, decode, encode, low_words
+from hw.isa import BLOCK_COUNT_MAX, INSN_BITS, ConfigTarget, Op, decode, encode, low_words
 from hw.reference import store_transform, wrap_int32
 
 __all__ = [
@@ -85,10 +85,12 @@ class _BuildState:
     """Configuration state the builder tracks to validate later instructions."""
 
     a_stride: int = 1
+    a_stride1: int = 0
     ld_stride: list[int] = field(default_factory=lambda: [0, 0, 0])
     st_stride: int = 0
     st_acc_full: bool = False
     c_cols: int | None = None  # cols2 of the latest PRELOAD (None: no PRELOAD yet)
+    c_laddr: int = 0           # laddr2 of the latest PRELOAD
     macs: int = 0
 
 
@@ -119,14 +121,17 @@ class Program:
         return list(self._words)
 
     @classmethod
-    def from_words(cls, cfg: HardwareConfig, words: list[int], *, macs: int, a_stride: int = 1) -> "Program":
+    def from_words(cls, cfg: HardwareConfig, words: list[int], *, macs: int, a_stride: int = 1,
+                   a_stride1: int = 0) -> "Program":
         """A program from already-encoded words (e.g. a compiler that packs fields itself
         and checks ranges per tile); `macs` is what `expected_macs()` reports and
-        `a_stride` the CONFIG EX state left by the words, for instructions appended later."""
+        `a_stride` / `a_stride1` the CONFIG EX state left by the words, for instructions
+        appended later."""
         prog = cls(cfg)
         prog._words = list(words)
         prog._state.macs = int(macs)
         prog._state.a_stride = int(a_stride)
+        prog._state.a_stride1 = int(a_stride1)
         return prog
 
     def expected_macs(self) -> int:
@@ -153,11 +158,14 @@ class Program:
         return self
 
     # ---- CONFIG ------------------------------------------------------------------------
-    def config_ex(self, a_stride: int = 1) -> "Program":
-        """CONFIG EX: scratchpad rows between consecutive A rows of a COMPUTE."""
+    def config_ex(self, a_stride: int = 1, a_stride1: int = 0) -> "Program":
+        """CONFIG EX: scratchpad rows between consecutive A rows of a COMPUTE (and of a
+        run of a COMPUTE_BLOCK), and between the first rows of consecutive runs of a
+        COMPUTE_BLOCK."""
         a_stride = _check_range("config_ex", "a_stride", a_stride, 0, self.cfg.sp_rows - 1)
-        self._state.a_stride = a_stride
-        return self._emit(Op.CONFIG, funct=ConfigTarget.EX, stride=a_stride)
+        a_stride1 = _check_range("config_ex", "a_stride1", a_stride1, 0, self.cfg.sp_rows - 1)
+        self._state.a_stride, self._state.a_stride1 = a_stride, a_stride1
+        return self._emit(Op.CONFIG, funct=ConfigTarget.EX, stride=a_stride, stride1=a_stride1)
 
     def config_ld(self, slot: int, stride: int) -> "Program":
         """CONFIG LD: DRAM bytes between rows for MVINs using load configuration `slot`."""
@@ -236,7 +244,7 @@ class Program:
         c_cols = _check_range("preload", "c_cols", c_cols, 1, d)
         c_laddr = _check_local("preload", "c_laddr", c_laddr, c_rows, 1, "accumulator",
                                self.cfg.acc_rows)
-        self._state.c_cols = c_cols
+        self._state.c_cols, self._state.c_laddr = c_cols, c_laddr
         return self._emit(Op.PRELOAD, b_none=int(bool(b_none)), accumulate=int(bool(accumulate)),
                           laddr2=c_laddr, rows2=c_rows, cols2=c_cols, **b_fields)
 
@@ -252,6 +260,32 @@ class Program:
         self._state.macs += rows * cols * self._state.c_cols
         op = Op.COMPUTE_PRELOADED if preloaded else Op.COMPUTE_ACCUMULATED
         return self._emit(op, rows=rows, cols=cols, laddr=a_laddr)
+
+    def compute_block(self, a_laddr: int, cols: int, run: int, reps: int = 1,
+                      preloaded: bool = True) -> "Program":
+        """COMPUTE_BLOCK: `reps` runs of `run` A rows (rows a_laddr + j*a_stride1 +
+        i*a_stride) through the weights, into the run*reps C rows of the latest PRELOAD's
+        destination; `preloaded` swaps in the preloaded weights first."""
+        d, st = self.cfg.dim, self._state
+        cols = _check_range("compute_block", "cols", cols, 1, d)
+        run = _check_range("compute_block", "run", run, 1, BLOCK_COUNT_MAX)
+        reps = _check_range("compute_block", "reps", reps, 1, BLOCK_COUNT_MAX)
+        a_laddr = _check_range("compute_block", "a_laddr", a_laddr, 0, self.cfg.sp_rows - 1)
+        last = a_laddr + (run - 1) * st.a_stride + (reps - 1) * st.a_stride1
+        if last >= self.cfg.sp_rows:
+            raise ProgramError(
+                f"compute_block: a_laddr={a_laddr} with run={run} (a_stride={st.a_stride}) and reps={reps} "
+                f"(a_stride1={st.a_stride1}) reaches scratchpad row {last}, out of range 0..{self.cfg.sp_rows - 1}")
+        if st.c_cols is None:
+            raise ProgramError("compute_block: no PRELOAD before the first COMPUTE (C destination unset)")
+        c_last = st.c_laddr + run * reps - 1
+        if c_last >= self.cfg.acc_rows:
+            raise ProgramError(
+                f"compute_block: run*reps={run * reps} C rows from accumulator row {st.c_laddr} reach row "
+                f"{c_last}, out of range 0..{self.cfg.acc_rows - 1}")
+        st.macs += run * reps * cols * st.c_cols
+        return self._emit(Op.COMPUTE_BLOCK, preloaded=int(bool(preloaded)), cols=cols, laddr=a_laddr,
+                          run=run, reps=reps)
 
     # ---- control -----------------------------------------------------------------------
     def fence(self) -> "Program":
@@ -509,6 +543,7 @@ class MachineState:
     shadow: np.ndarray        # dim x dim int8 preloaded weights
     active: np.ndarray        # dim x dim int8 weights in the array
     a_stride: int = 1
+    a_stride1: int = 0
     ld_stride: list[int] = field(default_factory=lambda: [0, 0, 0])
     st_stride: int = 0
     relu: bool = False
@@ -540,6 +575,11 @@ def _fields_check(pc: int, op: Op, f: dict[str, int], d: int) -> None:
                                        Op.COMPUTE_ACCUMULATED) else []
     if op == Op.PRELOAD:
         names = ["rows2", "cols2"] + ([] if f["b_none"] else ["rows", "cols"])
+    if op == Op.COMPUTE_BLOCK:
+        names = ["cols"]
+        for name in ("run", "reps"):
+            if f[name] < 1:
+                raise ProgramError(f"insn {pc}: {op.name} {name}={f[name]} out of range 1..{BLOCK_COUNT_MAX}")
     for name in names:
         if not 1 <= f[name] <= d:
             raise ProgramError(f"insn {pc}: {op.name} {name}={f[name]} out of range 1..{d}")
@@ -548,7 +588,7 @@ def _fields_check(pc: int, op: Op, f: dict[str, int], d: int) -> None:
 def _exec_config(st: MachineState, f: dict[str, int]) -> None:
     target = ConfigTarget(f["funct"])
     if target == ConfigTarget.EX:
-        st.a_stride = f["stride"]
+        st.a_stride, st.a_stride1 = f["stride"], f["stride1"]
     elif target == ConfigTarget.LD:
         st.ld_stride[f["slot"]] = f["stride"]
     else:
@@ -619,6 +659,28 @@ def _exec_compute(st: MachineState, op: Op, f: dict[str, int], pc: int) -> None:
     st.macs += rows * cols * c_cols
 
 
+def _exec_compute_block(st: MachineState, f: dict[str, int], pc: int) -> None:
+    cols, laddr, run, reps = f["cols"], f["laddr"], f["run"], f["reps"]
+    if st.c_dest is None:
+        raise ProgramError(f"insn {pc}: COMPUTE_BLOCK before any PRELOAD")
+    rows = (laddr + np.arange(reps)[:, None] * st.a_stride1 + np.arange(run)[None, :] * st.a_stride).ravel()
+    if rows[-1] >= st.cfg.sp_rows:
+        raise ProgramError(f"insn {pc}: COMPUTE_BLOCK A scratchpad rows {laddr}..{int(rows[-1])} "
+                           f"out of range 0..{st.cfg.sp_rows - 1}")
+    c_laddr, _c_rows, c_cols, accumulate = st.c_dest
+    n = run * reps
+    _rows_check(pc, "COMPUTE_BLOCK C accumulator", c_laddr, n, 1, st.cfg.acc_rows)
+    if f["preloaded"]:
+        st.shadow, st.active = st.active, st.shadow
+    a = st.sp[rows].astype(np.int64)
+    a[:, cols:] = 0
+    prod = (a @ st.active.astype(np.int64))[:, :c_cols]
+    if accumulate:
+        prod = prod + st.acc[c_laddr:c_laddr + n, :c_cols].astype(np.int64)
+    st.acc[c_laddr:c_laddr + n, :c_cols] = wrap_int32(prod)
+    st.macs += n * cols * c_cols
+
+
 def interpret(program: Program | Sequence[int], image: DramImage,
               cfg: HardwareConfig | None = None, max_insns: int | None = None) -> MachineState:
     """Execute `program` sequentially per the semantics in `hw.isa`; return the final state.
@@ -650,6 +712,8 @@ def interpret(program: Program | Sequence[int], image: DramImage,
             _exec_preload(st, f, pc)
         elif op in (Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED):
             _exec_compute(st, op, f, pc)
+        elif op == Op.COMPUTE_BLOCK:
+            _exec_compute_block(st, f, pc)
         else:  # FENCE / HALT
             st.unfenced.clear()
             if op == Op.HALT:

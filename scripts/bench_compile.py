@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Program generation time of the layer compiler (`sim.compiler.compile_layer`).
 
-    python scripts/bench_compile.py [--dims 4,8,16,32] [--repeat 5] [--compare]
+    python scripts/bench_compile.py [--dims 4,8,16,32] [--repeat 5] [--compare] [--classic]
                                     [--layers NAME,...] [--sampled N] [--json out.json]
 
 For every unique ResNet-50 layer shape (`search.workloads.unique_layers`, 24 shapes; the
@@ -17,7 +17,9 @@ and the instructions.
 --compare also times the frozen pre-vectorisation compiler
 (tests/sim/reference_compiler.py, the same rule for repeats) and prints the speed-ups
 (reference seconds / compiler seconds), per layer and per DIM; it checks nothing (the
-test suite checks that both give the same words).
+test suite checks that both give the same words with ``block=False``). --classic times
+``compile_layer(..., block=False)``, the stream before COMPUTE_BLOCK (the default
+streams each weight block's pixels with COMPUTE_BLOCKs and has fewer instructions).
 
 --sampled N also times N points of the RTL collection's distribution
 (`search.collect`: scrambled Sobol points of `CoDesignSpace(..., version=2)` over the
@@ -29,6 +31,7 @@ estimate is at most 20,000,000 cycles, the collection's default --max-cycles), w
 from __future__ import annotations
 
 import argparse
+import functools
 import dataclasses
 import json
 import statistics
@@ -62,7 +65,7 @@ def timed(fn, hw, mapping, layer, repeat: int, small_s: float) -> tuple[float, i
     return statistics.median(times), n
 
 
-def resnet50_table(dims, names, repeat: int, small_s: float, ref) -> list[dict]:
+def resnet50_table(dims, names, repeat: int, small_s: float, ref, fn=compile_layer) -> list[dict]:
     layers = unique_layers(resnet50())
     if names:
         layers = [L for L in layers if L.name in names]
@@ -75,7 +78,7 @@ def resnet50_table(dims, names, repeat: int, small_s: float, ref) -> list[dict]:
         per = []
         for L in layers:
             m = default_mapping(hw, L)
-            s, n = timed(compile_layer, hw, m, L, repeat, small_s)
+            s, n = timed(fn, hw, m, L, repeat, small_s)
             row = {"layer": L.name, "count": L.count, "instructions": n, "compile_s": round(s, 4)}
             line = f"{L.name:>20} {L.count:>5} {n:>12,} {s:>9.3f}"
             if ref:
@@ -107,7 +110,7 @@ def resnet50_table(dims, names, repeat: int, small_s: float, ref) -> list[dict]:
     return rows
 
 
-def sampled(n: int, seed: int, ref) -> dict:
+def sampled(n: int, seed: int, ref, fn=compile_layer) -> dict:
     """`n` fitting points of the RTL collection's space (see the module docstring)."""
     import cost
     from search.space import CoDesignSpace
@@ -126,7 +129,7 @@ def sampled(n: int, seed: int, ref) -> dict:
         if not m.check(hw, L) or cost.evaluate(hw, m, L).cycles > 20_000_000:
             continue
         hw = dataclasses.replace(hw, dram_mb=mb)
-        s, insns = timed(compile_layer, hw, m, L, 1, 0.0)
+        s, insns = timed(fn, hw, m, L, 1, 0.0)
         tot += s
         done += 1
         if slow is None or s > slow[0]:
@@ -153,6 +156,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sampled", type=int, default=0, metavar="N",
                     help="also time N points of the RTL collection's sample space")
     ap.add_argument("--seed", type=int, default=1, help="Sobol seed of --sampled (default 1)")
+    ap.add_argument("--classic", action="store_true",
+                    help="compile with block=False (PRELOAD + COMPUTE runs of <= DIM rows, no COMPUTE_BLOCK)")
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     args = ap.parse_args(argv)
     ref = None
@@ -160,7 +165,8 @@ def main(argv=None) -> int:
         from tests.sim.reference_compiler import compile_layer as ref
     dims = [int(x) for x in args.dims.split(",")]
     names = set(args.layers.split(",")) if args.layers else None
-    out = {"resnet50": resnet50_table(dims, names, args.repeat, args.small_s, ref)}
+    fn = functools.partial(compile_layer, block=False) if args.classic else compile_layer
+    out = {"resnet50": resnet50_table(dims, names, args.repeat, args.small_s, ref, fn)}
     print("\nsummary (ResNet-50, default mappings)")
     print(f"{'DIM':>4} {'total s':>8} {'max s':>7} {'instructions':>13}"
           + (f" {'ref total s':>11} {'ref max s':>9} {'speed-up':>8}" if ref else ""))
@@ -169,7 +175,7 @@ def main(argv=None) -> int:
               + (f" {r['reference_total_s']:>11.2f} {r['reference_max_s']:>9.3f} {r['speedup_total']:>7.1f}x"
                  if ref else ""))
     if args.sampled:
-        out["sampled"] = sampled(args.sampled, args.seed, ref)
+        out["sampled"] = sampled(args.sampled, args.seed, ref, fn=fn)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0

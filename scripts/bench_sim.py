@@ -101,7 +101,7 @@ def resnet50(cache: Path) -> list[dict]:
 def _timed_evaluate(args):
     """Worker: `evaluate` of one (hw, layer) with the default mapping, and the seconds
     spent in `sim.compiler.compile_layer` during it (timed around the call itself)."""
-    hw, layer, cache = args
+    hw, layer, cache, classic = args
     import sim.compiler
 
     spent = []
@@ -110,7 +110,7 @@ def _timed_evaluate(args):
     def timed(*a, **k):
         t0 = time.perf_counter()
         try:
-            return compile_layer(*a, **k)
+            return compile_layer(*a, **({"block": False} if classic else {}), **k)
         finally:
             spent.append(time.perf_counter() - t0)
 
@@ -125,9 +125,10 @@ def _timed_evaluate(args):
 
 
 def resnet50_pool(cache: Path, workers: int, dims, *, all_occurrences: bool = False,
-                  max_layers: int | None = None) -> list[dict]:
+                  max_layers: int | None = None, classic: bool = False) -> list[dict]:
     """The whole ResNet-50 at each DIM of `dims` on `workers` processes (see the module
-    docstring); `max_layers` keeps the first N layers (network order) for a shorter run."""
+    docstring); `max_layers` keeps the first N layers (network order) for a shorter run;
+    `classic` compiles with ``block=False`` (no COMPUTE_BLOCK)."""
     from concurrent.futures import ProcessPoolExecutor
 
     import cost
@@ -151,7 +152,7 @@ def resnet50_pool(cache: Path, workers: int, dims, *, all_occurrences: bool = Fa
         t0 = time.perf_counter()
         out = [None] * len(layers)
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_timed_evaluate, (hw, layers[i], cache)): i for i in order}
+            futures = {pool.submit(_timed_evaluate, (hw, layers[i], cache, classic)): i for i in order}
             for fut, i in futures.items():
                 out[i] = fut.result()
         wall = time.perf_counter() - t0
@@ -193,6 +194,8 @@ def main(argv=None) -> int:
                     help="with --resnet50-all: simulate all 54 layers, not the 24 unique ones weighted by count")
     ap.add_argument("--layers", type=int, metavar="N", help="with --resnet50-all: only the first N layers")
     ap.add_argument("--cache", type=Path, help="build cache (default: a new temporary directory, so builds are cold)")
+    ap.add_argument("--classic", action="store_true",
+                    help="--resnet50-all: compile with block=False (PRELOAD + COMPUTE runs, no COMPUTE_BLOCK)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if not (args.speed or args.resnet50 or args.resnet50_all):
@@ -206,7 +209,8 @@ def main(argv=None) -> int:
             out["resnet50"] = resnet50(cache)
         if args.resnet50_all:
             out["resnet50_all"] = resnet50_pool(cache, args.resnet50_all, [int(x) for x in args.dims.split(",")],
-                                                all_occurrences=args.all_occurrences, max_layers=args.layers)
+                                                all_occurrences=args.all_occurrences, max_layers=args.layers,
+                                                classic=args.classic)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0

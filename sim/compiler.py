@@ -53,13 +53,20 @@ output has one buffer at row 0.
 
 Computes of one step: for each kb, for each weight block (r, s, cb) of the tile, a
 PRELOAD of the block (b_rows = channels of block cb, b_cols = output channels of kb)
-then COMPUTEs over every output pixel of the tile. The pixels, in (n, p, q) order, give
-(A row, C row) pairs; they are cut greedily (optimal in the number of COMPUTEs) into
-runs of at most dim pixels along which A advances by a constant a_stride and C by +1: a
-1x1 stride-1 (GEMM-like) tile is one arithmetic run per dim pixels, a 3x3 tile breaks at
-each output row. A CONFIG EX precedes a COMPUTE of more than one row whose a_stride
-differs from the current one. The first run of a block is PRELOAD(B) +
-COMPUTE_PRELOADED, later runs PRELOAD(b_none, new C destination) + COMPUTE_ACCUMULATED.
+then the computes over every output pixel of the tile. The pixels, in (n, p, q) order,
+give (A row, C row) pairs. By default (``block=True``) they are streamed by
+COMPUTE_BLOCKs (`hw.isa`): `hw.blocks.block_items` covers them with the fewest two-level
+patterns (run x reps A rows, C rows consecutive), usually one per weight block (one per
+image when the images do not join up), with the strides set once by the head's CONFIG
+EX; a later block of the same weights follows a PRELOAD(b_none) with its C destination.
+With ``block=False`` (the stream before COMPUTE_BLOCK, kept for comparison and for the
+frozen reference) they are cut greedily (optimal in the number of COMPUTEs) into runs of
+at most dim pixels along which A advances by a constant a_stride and C by +1: a 1x1
+stride-1 (GEMM-like) tile is one arithmetic run per dim pixels, a 3x3 tile breaks at
+each output row; a CONFIG EX precedes a COMPUTE of more than one row whose a_stride
+differs from the current one. The first run (block) of a weight block is PRELOAD(B) +
+COMPUTE_PRELOADED (COMPUTE_BLOCK with preloaded), later ones PRELOAD(b_none, new C
+destination) + COMPUTE_ACCUMULATED (COMPUTE_BLOCK without).
 ``accumulate`` is False only for the first weight block (r = s = cb = 0) of the first
 visit of an output tile (DRAM origin c0 = r0 = s0 = 0, nothing reloaded), else True.
 
@@ -132,6 +139,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hw.blocks import block_items
 from hw.config import HardwareConfig
 from hw.isa import FIELDS, ConfigTarget, Op, decode
 from hw.layer import LOOPS, Layer
@@ -156,10 +164,10 @@ assert all(lo // 64 == (lo + w - 1) // 64 for lo, w in FIELDS.values())
 
 
 def _w_config(target: int, *, slot: int = 0, stride: int = 0, relu: bool = False,
-              acc_full: bool = False, shift: int = 0) -> int:
+              acc_full: bool = False, shift: int = 0, stride1: int = 0) -> int:
     return (int(Op.CONFIG) | int(target) << _SH["funct"] | slot << _SH["slot"]
             | int(relu) << _SH["relu"] | int(acc_full) << _SH["acc_full"]
-            | shift << _SH["shift"] | stride << _SH["stride"])
+            | shift << _SH["shift"] | stride << _SH["stride"] | stride1 << _SH["stride1"])
 
 
 def _pack(op, **fields) -> np.ndarray:
@@ -295,7 +303,7 @@ class Compiled:
             if op == Op.CONFIG:
                 t = ConfigTarget(f["funct"])
                 if t == ConfigTarget.EX:
-                    replay.config_ex(f["stride"])
+                    replay.config_ex(f["stride"], f["stride1"])
                 elif t == ConfigTarget.LD:
                     replay.config_ld(f["slot"], f["stride"])
                 else:
@@ -316,12 +324,15 @@ class Compiled:
             elif op in (Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED):
                 replay.compute(f["laddr"], f["rows"], f["cols"],
                                preloaded=(op == Op.COMPUTE_PRELOADED))
+            elif op == Op.COMPUTE_BLOCK:
+                replay.compute_block(f["laddr"], f["cols"], f["run"], f["reps"],
+                                     preloaded=bool(f["preloaded"]))
             elif op == Op.FENCE:
                 replay.fence()
             else:
                 replay.halt()
-            if replay.words[-1] != word:
-                raise AssertionError(f"insn {pc}: builder encodes {replay.words[-1]:#x}, "
+            if replay._words[-1] != word:
+                raise AssertionError(f"insn {pc}: builder encodes {replay._words[-1]:#x}, "
                                      f"compiler wrote {word:#x}")
         if replay.expected_macs() != self.program.expected_macs():
             raise AssertionError(f"MACs: builder counts {replay.expected_macs()}, "
@@ -718,11 +729,14 @@ def dram_mb_for(layers, *, out: str = "int32", least: int = 1) -> int:
 
 
 def compile_layer(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, out: str = "int32",
-                  relu: bool = False, shift: int = 0) -> Compiled:
+                  relu: bool = False, shift: int = 0, block: bool = True) -> Compiled:
     """Lower `layer` with `mapping` to a program and DRAM layout (see the module doc).
 
     ``out="int32"`` stores the raw accumulators (relu and shift have no effect, as with
     acc_full); ``out="int8"`` stores ReLU / rounding shift / saturated int8.
+    ``block=True`` (the default) streams each weight block's pixels with COMPUTE_BLOCKs
+    (`block_items`); ``block=False`` with the PRELOAD + COMPUTE_* runs of <= dim rows
+    (the instruction stream before COMPUTE_BLOCK existed, kept for comparison).
     Raises CompileError if ``mapping.check(hw, layer)`` fails (with its reason), if an
     argument is invalid, or if the tensors do not fit the DRAM.
     """
@@ -737,13 +751,15 @@ def compile_layer(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, out: st
         raise CompileError(f"mapping invalid for layer {layer.name!r}: {e}") from None
     if not chk:
         raise CompileError(f"mapping invalid for layer {layer.name!r}: {chk.reason}")
-    return _Compiler(hw, mapping, layer, out, relu, shift).run()
+    return _Compiler(hw, mapping, layer, out, relu, shift, bool(block)).run()
 
 
 class _Compiler:
     def __init__(self, hw: HardwareConfig, mapping: Mapping, layer: Layer, out: str,
-                 relu: bool, shift: int):
+                 relu: bool, shift: int, block: bool = True):
         self.hw, self.mapping, self.layer = hw, mapping, layer
+        self.block = block
+        self.s0, self.s1 = 1, 0
         self.out, self.relu, self.shift = out, relu, shift
         d = self.d = hw.dim
         L = layer
@@ -792,7 +808,12 @@ class _Compiler:
         return _dma_runs(off, self._blocks(T["K"], self.kbn)[kb], self.K, d)
 
     def _pixel_runs(self) -> list[tuple[int, int, int, int]]:
+        """Classic mode: (A row, C row, length, a_stride) per run; block mode: (A row, C
+        row, run, reps) per COMPUTE_BLOCK, and self.s0 / self.s1 set to its strides."""
         T, st = self.T, self.st
+        if self.block:
+            items, self.s0, self.s1 = block_items(T["N"], T["P"], T["Q"], st, self.in_h, self.in_w)
+            return items
         n, p, q = np.indices((T["N"], T["P"], T["Q"])).reshape(3, -1)
         a_rows = ((n * self.in_h + p * st) * self.in_w + q * st).tolist()
         return _compute_runs(a_rows, self.d)
@@ -814,6 +835,22 @@ class _Compiler:
         a_off, c_off, n, stride = (np.array(x, np.int64)[None, :] for x in zip(*self.pixel_runs))
         j0 = np.arange(n.shape[1])[None, :] == 0
         shape = (kb.shape[0], n.shape[1])
+        if self.block:
+            run, reps = n, stride
+            total = run * reps
+            pre = _pack(int(Op.PRELOAD), accumulate=1, laddr2=c_kb + c_off, rows2=np.minimum(total, d), cols2=kc,
+                        b_none=~j0, rows=np.where(j0, cc, 0), cols=np.where(j0, kc, 0),
+                        laddr=np.where(j0, b_laddr, 0))
+            cmp = _pack(int(Op.COMPUTE_BLOCK), preloaded=j0, cols=cc, laddr=a_blk + a_off, run=run, reps=reps)
+            ends = np.arange(2, 2 * pre.size + 1, 2)
+            words = np.empty(2 * pre.size, object)
+            kind = np.empty(len(words), np.int8)
+            words[0::2], words[1::2] = pre, cmp
+            kind[0::2] = (np.where(j0, _K_PRE_B, _K_PRE)
+                          + np.where((r == 0) & (s == 0) & (cb == 0), _K_FIRST, 0)).ravel()
+            kind[1::2] = _K_CMP
+            counts = {Op.PRELOAD: pre.size, Op.COMPUTE_BLOCK: pre.size}
+            return _ExecProto(words, kind, ends, counts, a_stride)
 
         # CONFIG EX before a run of more than one row whose a_stride is not in force
         multi = np.broadcast_to(n > 1, shape).ravel()
@@ -918,13 +955,20 @@ class _Compiler:
         in_runs, w_runs, o_runs = self._input_runs(), self._weight_runs(), self._output_runs()
         self.pixel_runs = self._pixel_runs()
         in_cb, o_kb = T["N"] * self.in_h * self.in_w, T["N"] * T["P"] * T["Q"]
-        a_max = ((self.cbn - 1) * in_cb + (T["R"] - 1) * self.in_w + T["S"] - 1
-                 + max(a + (n_ - 1) * st_ for a, _c, n_, st_ in self.pixel_runs))
-        c_max = (self.kbn - 1) * o_kb + max(c_ + n_ - 1 for _a, c_, n_, _s in self.pixel_runs)
+        if self.block:
+            s0, s1 = self.s0, self.s1
+            a_rel = max(a + (run - 1) * s0 + (reps - 1) * s1 for a, _c, run, reps in self.pixel_runs)
+            c_rel = max(c_ + run * reps - 1 for _a, c_, run, reps in self.pixel_runs)
+            strides = (s0, s1)
+        else:
+            a_rel = max(a + (n_ - 1) * st_ for a, _c, n_, st_ in self.pixel_runs)
+            c_rel = max(c_ + n_ - 1 for _a, c_, n_, _s in self.pixel_runs)
+            strides = [a_stride for *_x, a_stride in self.pixel_runs]
+        a_max = (self.cbn - 1) * in_cb + (T["R"] - 1) * self.in_w + T["S"] - 1 + a_rel
+        c_max = (self.kbn - 1) * o_kb + c_rel
         _require(a_max < self.in_rows and c_max < self.o_rows,
                  "compute rows outside the tile buffers")
-        _require(max(a_stride for *_x, a_stride in self.pixel_runs) < hw.sp_rows,
-                 "a_stride exceeds the scratchpad")
+        _require(max(strides) < hw.sp_rows, "a_stride exceeds the scratchpad")
         in_tmpl = _w_mov(Op.MVIN, in_runs, slot=0)
         w_tmpl = _w_mov(Op.MVIN, w_runs, slot=1)
         ps_in_tmpl = _w_mov(Op.MVIN, o_runs, dram_scale=4, slot=2, acc=True)
@@ -955,7 +999,7 @@ class _Compiler:
         final_cfg = _w_config(ConfigTarget.ST, stride=K * self.o_elem, relu=self.relu and int8,
                               acc_full=not int8, shift=self.shift if int8 else 0)
         psum_cfg = _w_config(ConfigTarget.ST, stride=4 * K, acc_full=True)
-        head = [_w_config(ConfigTarget.EX, stride=1),
+        head = [_w_config(ConfigTarget.EX, stride=self.s0, stride1=self.s1),
                 _w_config(ConfigTarget.LD, slot=0, stride=C),
                 _w_config(ConfigTarget.LD, slot=1, stride=self.Kg)]
         if need_psum:
@@ -1003,7 +1047,7 @@ class _Compiler:
             return _Side(words, len(words) if psum else 0, o_key[t], o_bases[o_buf[t]],
                          em.store_config(psum))
 
-        a_stride = 1
+        a_stride = self.s0
         blocks: dict[tuple, _ExecBlock] = {}
         em.loads(loads(0, "all"))
         for t in range(nsteps):
@@ -1028,7 +1072,7 @@ class _Compiler:
 
         # Words are packed directly (see the module doc); the MAC count is what the
         # builder's compute() calls would have counted: every MAC of the layer once.
-        prog = Program.from_words(hw, words, macs=L.macs, a_stride=a_stride)
+        prog = Program.from_words(hw, words, macs=L.macs, a_stride=a_stride, a_stride1=self.s1)
 
         ops = em.n
         ops[Op.HALT] += 1
@@ -1047,9 +1091,10 @@ class _Compiler:
             "macs": L.macs,
             "config": ops[Op.CONFIG], "mvin": ops[Op.MVIN], "mvout": ops[Op.MVOUT],
             "preload": ops[Op.PRELOAD],
-            "compute": ops[Op.COMPUTE_PRELOADED] + ops[Op.COMPUTE_ACCUMULATED],
+            "compute": ops[Op.COMPUTE_PRELOADED] + ops[Op.COMPUTE_ACCUMULATED] + ops[Op.COMPUTE_BLOCK],
             "compute_preloaded": ops[Op.COMPUTE_PRELOADED],
             "compute_accumulated": ops[Op.COMPUTE_ACCUMULATED],
+            "compute_block": ops[Op.COMPUTE_BLOCK],
             "fence": ops[Op.FENCE], "halt": ops[Op.HALT],
             "input_tile_loads": loaded["input"],
             "weight_tile_loads": loaded["weight"],

@@ -36,7 +36,7 @@ import numpy as np
 
 from hw.cli import first_line
 from hw.config import HardwareConfig
-from hw.isa import ConfigTarget, Op, fields_array, low_words
+from hw.isa import ConfigTarget, Op, fields_array, high_words, low_words
 from hw.layer import Layer
 from hw.mapping import Mapping
 from hw.result import Result
@@ -63,9 +63,9 @@ def make_inputs(layer: Layer, seed: int) -> Inputs:
     return Inputs(x, w)
 
 
-def cycle_budget(words: Sequence[int], hw: HardwareConfig) -> int:
+def cycle_budget(words: Sequence[int], hw: HardwareConfig, low: np.ndarray | None = None) -> int:
     """Watchdog budget: 4x a pessimistic serial estimate of the program plus 20k cycles.
-    ``words``: the instruction words, or their `hw.isa.low_words` (vectorised).
+    ``words``: the instruction words; ``low``: their `hw.isa.low_words` if already read.
 
     Every instruction is charged its own work with no overlap: DRAM rows at the lower of
     the bus and DRAM rates plus a full latency per `dma_max_inflight` requests, one cycle
@@ -75,9 +75,13 @@ def cycle_budget(words: Sequence[int], hw: HardwareConfig) -> int:
     seed-102 block13.dw case of scripts/validate_cost.py, 25 one-row steps per group,
     once ran past the budget without the hazard terms)."""
     rate = max(1, min(hw.dma_bus_bytes, hw.dram_bytes_per_cycle))
-    low = low_words(words)
+    low = low_words(words) if low is None else low
     op = fields_array(low, "opcode")
     rows, cols = fields_array(low, "rows"), fields_array(low, "cols")
+    blk = np.flatnonzero(op == Op.COMPUTE_BLOCK)
+    if blk.size:   # a COMPUTE_BLOCK streams run * reps rows (fields in the high half)
+        high = high_words([words[i] for i in blk.tolist()])
+        rows[blk] = fields_array(low[blk], "run", high) * fields_array(low[blk], "reps", high)
     # acc_full of the latest CONFIG ST before each instruction (False before the first)
     is_st = (op == Op.CONFIG) & (fields_array(low, "funct") == ConfigTarget.ST)
     last = np.maximum.accumulate(np.where(is_st, np.arange(len(op)), -1)) if len(op) else np.zeros(0, np.int64)
@@ -87,7 +91,7 @@ def cycle_budget(words: Sequence[int], hw: HardwareConfig) -> int:
     elem = np.where(acc & ((op == Op.MVIN) | acc_full), 4, 1)
     nbytes = rows * (cols * elem + hw.dma_bus_bytes)
     mv_cost = nbytes // rate + rows * (1 + hw.dram_latency // hw.dma_max_inflight) + 2 + hw.dram_latency
-    ex = (op == Op.PRELOAD) | (op == Op.COMPUTE_PRELOADED) | (op == Op.COMPUTE_ACCUMULATED)
+    ex = (op == Op.PRELOAD) | (op == Op.COMPUTE_PRELOADED) | (op == Op.COMPUTE_ACCUMULATED) | (op == Op.COMPUTE_BLOCK)
     other = np.where(is_st, 0, 1)                # a CONFIG ST only sets acc_full
     total = int(np.where(mv, mv_cost, np.where(ex, rows + 2 + 2 * hw.dim, other)).sum())
     return 4 * (total + 2 * hw.dram_latency + 4 * hw.dim) + 20_000
@@ -175,7 +179,7 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
     words = compiled.program.words
     lo, hi = compiled.output_word_range()
     low = low_words(words)                    # the fields of both statistics below, read once
-    budget = int(max_cycles) if max_cycles is not None else cycle_budget(low, hw)
+    budget = int(max_cycles) if max_cycles is not None else cycle_budget(words, hw, low)
     if superset:
         from hw.top import capacity_port_values
     ports = capacity_port_values(hw) if superset else ()

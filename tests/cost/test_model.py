@@ -14,7 +14,7 @@ import pytest
 
 import cost
 from cost.energy import EnergyError, EnergyTable
-from cost.kernel import pixel_runs
+from cost.kernel import block_runs, compute_blocks
 from cost.model import evaluate_arrays
 from hw.config import HardwareConfig
 from hw.layer import Layer
@@ -94,12 +94,17 @@ def test_preload_bound_layer_by_hand():
     assert preload_bound <= r.cycles <= 1.1 * preload_bound
 
 
-def test_pixel_runs_match_the_compiler():
-    """COMPUTE runs per weight block equal the compiler's own count."""
+def test_compute_blocks_match_the_compiler():
+    """The kernel's COMPUTE_BLOCKs per weight block equal the compiler's own count, and its
+    compiled copy of `hw.blocks.compute_blocks` equals the original on many shapes."""
+    from itertools import product
+
+    from hw.blocks import compute_blocks as original
     from sim.compiler import compile_layer
     for layer, spad in [
         (Layer.conv("a", n=1, k=8, c=8, r=3, h=6, stride=1, padding=1), {"P": 6, "Q": 6}),
         (Layer.conv("b", n=1, k=8, c=8, r=1, h=8, stride=2), {"P": 4, "Q": 2}),
+        (Layer.conv("d", n=2, k=8, c=8, r=3, h=6, stride=1, padding=1), {"P": 6, "Q": 6, "N": 2}),
         (Layer.gemm("c", m=20, k=8, n=8), {"P": 20}),
     ]:
         m = Mapping.for_layer(layer, spad=spad, array={"C": 8, "K": 8})
@@ -107,10 +112,13 @@ def test_pixel_runs_match_the_compiler():
         T = m.tiles()
         in_h = (T["P"] - 1) * layer.stride + T["R"]
         in_w = (T["Q"] - 1) * layer.stride + T["S"]
-        runs, _cfg, cycles = pixel_runs(T["N"], T["P"], T["Q"], layer.stride, in_h, in_w, 8, 18.0)
-        assert runs == compiled.stats["pixel_runs_per_block"]
-        # every pixel streams once; a run costs at least 2 cycles
-        assert max(T["N"] * T["P"] * T["Q"], 2 * runs) <= cycles
+        blocks, cfg, cycles = block_runs(T["N"], T["P"], T["Q"], layer.stride, in_h, in_w, 18.0)
+        assert blocks == compiled.stats["pixel_runs_per_block"] and cfg == 0
+        # every pixel streams once; a block costs at least 2 cycles
+        assert max(T["N"] * T["P"] * T["Q"], 2 * blocks) <= cycles
+    for tn, tp, tq, st, r, s in product((1, 2, 3), (1, 2, 5), (1, 3, 4, 7), (1, 2, 3), (1, 2, 3), (1, 3)):
+        args = (tn, tp, tq, st, (tp - 1) * st + r, (tq - 1) * st + s)
+        assert tuple(compute_blocks(*args)) == original(*args), args
 
 
 # ---------------------------------------------------------------------------------------

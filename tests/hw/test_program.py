@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hw.config import HardwareConfig
-from hw.isa import ConfigTarget, Op, decode
+from hw.isa import ConfigTarget, Op, decode, encode
 from hw.program import (DramImage, Program, ProgramError, interpret, parse_hex_words,
                         read_dump_hex, words_to_hex_lines, write_imem_hex)
 from hw.reference import gemm_reference, round_shift, store_transform, wrap_int32
@@ -30,11 +30,13 @@ def last(p: Program) -> tuple[Op, dict[str, int]]:
 def test_config_encodings():
     p = Program(DEFAULT)
     assert last(p.config_ex(a_stride=3)) == (Op.CONFIG, dict(
-        funct=ConfigTarget.EX, slot=0, relu=0, acc_full=0, shift=0, stride=3))
+        funct=ConfigTarget.EX, slot=0, relu=0, acc_full=0, shift=0, stride=3, stride1=0))
+    assert last(p.config_ex(a_stride=2, a_stride1=DEFAULT.sp_rows - 1)) == (Op.CONFIG, dict(
+        funct=ConfigTarget.EX, slot=0, relu=0, acc_full=0, shift=0, stride=2, stride1=DEFAULT.sp_rows - 1))
     assert last(p.config_ld(2, 1000)) == (Op.CONFIG, dict(
-        funct=ConfigTarget.LD, slot=2, relu=0, acc_full=0, shift=0, stride=1000))
+        funct=ConfigTarget.LD, slot=2, relu=0, acc_full=0, shift=0, stride=1000, stride1=0))
     assert last(p.config_st(64, relu=True, acc_full=True, shift=31)) == (Op.CONFIG, dict(
-        funct=ConfigTarget.ST, slot=0, relu=1, acc_full=1, shift=31, stride=64))
+        funct=ConfigTarget.ST, slot=0, relu=1, acc_full=1, shift=31, stride=64, stride1=0))
 
 
 def test_data_movement_encodings():
@@ -60,6 +62,14 @@ def test_execute_and_control_encodings():
     assert last(p.halt()) == (Op.HALT, {})
     assert len(p) == 6
     assert p.expected_macs() == 7 * 9 * 16 + 16 * 16 * 16
+    p.preload(b_none=True, c_laddr=DEFAULT.acc_rows - 7 * 100, c_rows=1, c_cols=5)
+    assert last(p.compute_block(60, 9, 7, 100, preloaded=False)) == (Op.COMPUTE_BLOCK, dict(
+        preloaded=0, cols=9, laddr=60, run=7, reps=100))
+    assert last(p.compute_block(1, 3, 700, preloaded=True)) == (Op.COMPUTE_BLOCK, dict(
+        preloaded=1, cols=3, laddr=1, run=700, reps=1))
+    assert p.expected_macs() == 7 * 9 * 16 + 16 * 16 * 16 + 7 * 100 * 9 * 5 + 700 * 3 * 5
+    top = dict(preloaded=1, cols=63, laddr=(1 << 24) - 1, run=65535, reps=65535)
+    assert decode(encode(Op.COMPUTE_BLOCK, **top)) == (Op.COMPUTE_BLOCK, top)
 
 
 def test_hex_lines_and_imem_file(tmp_path):
@@ -111,6 +121,17 @@ def test_imem_file_equals_the_hex_lines_of_any_words(tmp_path):
     (lambda p: p.preload(0, 4, 4, 0, 4, 4).compute(0, 4, 17), "compute: cols=17 out of range 1..4"),
     (lambda p: p.compute(0, 4, 4), "compute: no PRELOAD before the first COMPUTE (C destination unset)"),
     (lambda p: p.config_st(0, shift=32), "config_st: shift=32 out of range 0..31"),
+    (lambda p: p.config_ex(1, 2048), "config_ex: a_stride1=2048 out of range 0..2047"),
+    (lambda p: p.compute_block(0, 4, 4), "compute_block: no PRELOAD before the first COMPUTE (C destination unset)"),
+    (lambda p: p.preload(0, 4, 4, 0, 4, 4).compute_block(0, 4, 0), "compute_block: run=0 out of range 1..65535"),
+    (lambda p: p.preload(0, 4, 4, 0, 4, 4).compute_block(0, 4, 1, 65536),
+     "compute_block: reps=65536 out of range 1..65535"),
+    (lambda p: p.preload(0, 4, 4, 0, 4, 4).compute_block(0, 5, 1), "compute_block: cols=5 out of range 1..4"),
+    (lambda p: p.config_ex(2, 100).preload(0, 4, 4, 0, 4, 4).compute_block(50, 4, 4, 21),
+     "compute_block: a_laddr=50 with run=4 (a_stride=2) and reps=21 (a_stride1=100) reaches scratchpad "
+     "row 2056, out of range 0..2047"),
+    (lambda p: p.preload(0, 4, 4, 500, 4, 4).compute_block(0, 4, 4, 4),
+     "compute_block: run*reps=16 C rows from accumulator row 500 reach row 515, out of range 0..511"),
     (lambda p: p.config_ld(3, 0), "config_ld: slot=3 out of range 0..2"),
     (lambda p: p.config_ld(0, True), "config_ld: stride=True must be an integer in 0..1048575"),
 ])
@@ -301,6 +322,86 @@ def test_interpreter_swaps_weights():
     eye2[:2, :2] = np.eye(2)
     assert np.array_equal(st.acc[0:4], np.eye(4)) and np.array_equal(st.acc[4:8], eye2)
     assert np.array_equal(st.acc[8:12], np.eye(4))
+
+
+def test_interpreter_compute_block_semantics():
+    """COMPUTE_BLOCK against numpy: reps runs of run A rows (row laddr + j*a_stride1 +
+    i*a_stride, columns >= cols zero) into run*reps consecutive C rows (all written, the
+    PRELOAD's rows2 unused), accumulate from the PRELOAD, swap only when preloaded."""
+    cfg = SMALL
+    rng = np.random.default_rng(5)
+    im = DramImage(cfg)
+    a_addr, w_addr = im.alloc(4 * 64), im.alloc(32)
+    A = rng.integers(-128, 128, (64, 4), dtype=np.int8)
+    W1, W2 = (rng.integers(-128, 128, (4, 4), dtype=np.int8) for _ in range(2))
+    im.write(a_addr, A)
+    im.write(w_addr, np.concatenate([W1, W2]))
+    p = Program(cfg).config_ld(0, 4).config_ex(a_stride=3, a_stride1=10)
+    for r in range(0, 64, 4):
+        p.mvin(a_addr + 4 * r, r, 4, 4)
+    p.mvin(w_addr, 100, 4, 4).mvin(w_addr + 16, 104, 4, 4)
+    p.preload(100, 4, 4, 20, 1, 4)                       # W1; C rows 20.. (rows2 = 1 is not used)
+    p.compute_block(2, 3, run=4, reps=5)                 # swap in W1: 20 rows, A cols < 3
+    p.preload(104, 4, 2, 40, 4, 2, accumulate=True)      # W2 into the shadow; C 40.., 2 cols
+    p.compute_block(1, 4, run=2, reps=3, preloaded=False)  # keeps W1 active
+    p.preload(b_none=True, c_laddr=40, c_rows=4, c_cols=4, accumulate=True)
+    p.compute_block(0, 4, run=6, reps=1)                 # swaps in W2 (its cols >= 2 are zero)
+    st = interpret(p, im)
+    a64 = A.astype(np.int64)
+    rows1 = [2 + 10 * j + 3 * i for j in range(5) for i in range(4)]
+    a1 = a64[rows1].copy()
+    a1[:, 3:] = 0
+    np.testing.assert_array_equal(st.acc[20:40], wrap_int32(a1 @ W1.astype(np.int64)))
+    rows2 = [1 + 10 * j + 3 * i for j in range(3) for i in range(2)]
+    w2 = W2.astype(np.int64).copy()
+    w2[:, 2:] = 0
+    want = np.zeros((6, 4), np.int64)
+    want[:, :2] = (a64[rows2] @ W1.astype(np.int64))[:, :2]   # accumulate onto zeros, 2 cols
+    want += a64[[3 * i for i in range(6)]] @ w2
+    np.testing.assert_array_equal(st.acc[40:46], wrap_int32(want))
+    assert st.macs == p.expected_macs() == 20 * 3 * 4 + 6 * 4 * 2 + 6 * 4 * 4
+
+
+def test_compute_block_equals_the_compute_sequence():
+    """A COMPUTE_BLOCK gives what its runs cut into COMPUTEs of <= dim rows give."""
+    cfg = SMALL
+    rng = np.random.default_rng(6)
+    for trial in range(20):
+        run, reps = int(rng.integers(1, 9)), int(rng.integers(1, 5))
+        s0, s1 = int(rng.integers(0, 4)), int(rng.integers(0, 9))
+        acc0 = bool(rng.integers(0, 2))
+        im = DramImage(cfg)
+        a_addr, w_addr, c_addr = im.alloc(4 * 64), im.alloc(16), im.alloc(4 * 4 * 64)
+        im.write(a_addr, rng.integers(-128, 128, (64, 4), dtype=np.int8))
+        im.write(w_addr, rng.integers(-128, 128, (4, 4), dtype=np.int8))
+        im.write(c_addr, rng.integers(-2**31, 2**31, (64, 4), dtype=np.int64).astype(np.int32))
+        outs = []
+        for block in (True, False):
+            img = im.copy()
+            p = Program(cfg).config_ld(0, 4).config_ld(2, 16).config_st(16, acc_full=True)
+            for r in range(0, 64, 4):
+                p.mvin(a_addr + 4 * r, r, 4, 4).mvin(c_addr + 16 * r, r, 4, 4, slot=2, acc=True)
+            p.mvin(w_addr, 100, 4, 4).config_ex(a_stride=s0, a_stride1=s1)
+            if block:
+                p.preload(100, 4, 4, 7, 1, 3, accumulate=acc0).compute_block(5, 3, run=run, reps=reps)
+            else:
+                first = True
+                for j in range(reps):
+                    for i0 in range(0, run, 4):
+                        n = min(4, run - i0)
+                        c = 7 + j * run + i0
+                        if first:
+                            p.preload(100, 4, 4, c, n, 3, accumulate=acc0)
+                        else:
+                            p.preload(b_none=True, c_laddr=c, c_rows=n, c_cols=3, accumulate=acc0)
+                        p.compute(5 + j * s1 + i0 * s0, n, 3, preloaded=first)
+                        first = False
+            p.fence()
+            for r in range(0, 64, 4):
+                p.mvout(c_addr + 16 * r, r, 4, 4, acc=True)
+            interpret(p.halt(), img)
+            outs.append(img.read(c_addr, (64, 4), np.int32))
+        np.testing.assert_array_equal(outs[0], outs[1], err_msg=f"trial {trial}")
 
 
 def test_interpreter_requires_fence_for_dram_raw():

@@ -306,21 +306,22 @@ def test_layout_helpers_and_stats():
 
 def _compute_ops(c: Compiled):
     return [(op, f) for op, f in map(decode, c.program.words)
-            if op in (Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED)]
+            if op in (Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED, Op.COMPUTE_BLOCK)]
 
 
 def test_run_splitting():
+    """block=False: COMPUTEs of arithmetic runs of <= dim pixels."""
     hw = HW8
     # 1x1 stride 1: the whole tile is one arithmetic run of dim pixels at a time.
     L = Layer.conv("pw", k=8, c=8, r=1, p=4, n=2)
     m = Mapping.for_layer(L, spad={"P": 4, "Q": 4, "N": 2}, array={"C": 8, "K": 8})
-    c = compile_layer(hw, m, L)
+    c = compile_layer(hw, m, L, block=False)
     assert c.stats["pixel_runs_per_block"] == 2 * 16 // hw.dim
     assert all(f["rows"] == hw.dim for _, f in _compute_ops(c))
     # 3x3 stride 1: runs break at every output row (T_Q = 4 < dim).
     L = Layer.conv("c3", k=8, c=8, r=3, p=4, padding=1)
     m = Mapping.for_layer(L, spad={"P": 4, "Q": 4, "R": 3, "S": 3}, array={"C": 8, "K": 8})
-    c = compile_layer(hw, m, L)
+    c = compile_layer(hw, m, L, block=False)
     assert c.stats["pixel_runs_per_block"] == 4
     assert all(f["rows"] == 4 for _, f in _compute_ops(c))
     assert c.stats["compute"] == 9 * 4
@@ -328,11 +329,78 @@ def test_run_splitting():
     # 1x1 stride 2 with T_Q = 1: A advances by 2 * in_w rows per pixel (CONFIG EX a_stride).
     L = Layer.conv("ds", k=8, c=8, r=1, p=4, q=1, stride=2)
     m = Mapping.for_layer(L, spad={"P": 4}, array={"C": 8, "K": 8})
-    c = compile_layer(hw, m, L)
+    c = compile_layer(hw, m, L, block=False)
     strides = [f["stride"] for op, f in map(decode, c.program.words)
                if op == Op.CONFIG and f["funct"] == 0]
     assert strides[-1] == 2 and c.stats["pixel_runs_per_block"] == 1
     check_layer(hw, L, m, "int32", False, 0, np.random.default_rng(2))
+
+
+def test_compute_blocks():
+    """block=True (the default): one COMPUTE_BLOCK per weight block (per n where the
+    pattern needs it), strides set once by the head CONFIG EX; the same output as the
+    classic runs, far fewer instructions."""
+    hw = HW8
+
+    def ex_config(c):
+        return [f for op, f in map(decode, c.program.words) if op == Op.CONFIG and f["funct"] == 0]
+
+    # 1x1 stride 1, two images: the whole tile (2 x 4 x 4 pixels) is one run.
+    L = Layer.conv("pw", k=8, c=8, r=1, p=4, n=2)
+    m = Mapping.for_layer(L, spad={"P": 4, "Q": 4, "N": 2}, array={"C": 8, "K": 8})
+    c = compile_layer(hw, m, L)
+    assert [(op, f["run"], f["reps"]) for op, f in _compute_ops(c)] == [(Op.COMPUTE_BLOCK, 32, 1)]
+    assert [(f["stride"], f["stride1"]) for f in ex_config(c)] == [(1, 0)]
+    # 3x3 stride 1: run T_Q = 4 pixels, reps T_P = 4 rows, a_stride1 = in_w = 6.
+    L = Layer.conv("c3", k=8, c=8, r=3, p=4, padding=1)
+    m = Mapping.for_layer(L, spad={"P": 4, "Q": 4, "R": 3, "S": 3}, array={"C": 8, "K": 8})
+    c = compile_layer(hw, m, L)
+    ops = _compute_ops(c)
+    assert {(f["run"], f["reps"]) for _, f in ops} == {(4, 4)} and len(ops) == 9
+    assert [bool(f["preloaded"]) for _, f in ops] == [True] * 9
+    assert [(f["stride"], f["stride1"]) for f in ex_config(c)] == [(1, 6)]
+    assert c.stats["compute"] == c.stats["compute_block"] == 9 and c.stats["preload"] == 9
+    classic = compile_layer(hw, m, L, block=False)
+    assert len(classic.program) - len(c.program) == 2 * 9 * 3   # 4 runs -> 1 per block
+    # 3x3 stride 1 with two images: one block per image (in_h = 6 != T_P = 4): PRELOAD
+    # (b_none) of the second image's C rows + COMPUTE_BLOCK keeping the weights.
+    L = Layer.conv("c3b", k=8, c=8, r=3, p=4, padding=1, n=2)
+    m = Mapping.for_layer(L, spad={"P": 4, "Q": 4, "R": 3, "S": 3, "N": 2}, array={"C": 8, "K": 8})
+    c = compile_layer(hw, m, L)
+    ops = _compute_ops(c)
+    assert [(f["run"], f["reps"], f["preloaded"]) for _, f in ops[:2]] == [(4, 4, 1), (4, 4, 0)]
+    assert ops[1][1]["laddr"] - ops[0][1]["laddr"] == 6 * 6
+    # 1x1 stride 2 with T_Q = 1: one run of 4 rows 2 * in_w apart.
+    L = Layer.conv("ds", k=8, c=8, r=1, p=4, q=1, stride=2)
+    m = Mapping.for_layer(L, spad={"P": 4}, array={"C": 8, "K": 8})
+    c = compile_layer(hw, m, L)
+    assert [(f["run"], f["reps"]) for _, f in _compute_ops(c)] == [(4, 1)]
+    assert [(f["stride"], f["stride1"]) for f in ex_config(c)] == [(2, 0)]
+    rng = np.random.default_rng(3)
+    for layer, mapping in ((L, m),):
+        check_layer(hw, layer, mapping, "int32", False, 0, rng, validate=True)
+
+
+def test_compute_blocks_cover_every_pixel_once():
+    """`hw.blocks.block_items` against the pixel enumeration, over many tile shapes: every
+    output pixel (n, p, q) gets C row (n*tp + p)*tq + q and A row (n*in_h +
+    p*stride)*in_w + q*stride, exactly once."""
+    from itertools import product
+
+    from hw.blocks import block_items, compute_blocks
+    for tn, tp, tq, st, r, s in product((1, 2, 3), (1, 2, 5), (1, 3, 4, 7), (1, 2, 3), (1, 2, 3), (1, 3)):
+        in_h, in_w = (tp - 1) * st + r, (tq - 1) * st + s
+        n, p, q = np.indices((tn, tp, tq)).reshape(3, -1)
+        want = dict(zip(((n * tp + p) * tq + q).tolist(), ((n * in_h + p * st) * in_w + q * st).tolist()))
+        items, a0, a1 = block_items(tn, tp, tq, st, in_h, in_w)
+        got = {}
+        for a, c, run, reps in items:
+            for j in range(reps):
+                for i in range(run):
+                    assert c + j * run + i not in got
+                    got[c + j * run + i] = a + j * a1 + i * a0
+        assert got == want, (tn, tp, tq, st, r, s)
+        assert len(items) == compute_blocks(tn, tp, tq, st, in_h, in_w)[0] <= tn
 
 
 def test_accumulate_flag_only_on_first_contribution():
@@ -392,14 +460,19 @@ def test_merge_order_matches_merge():
         assert got.tolist() == want
 
 
-def test_generation_speed_resnet50_layer():
+def test_resnet50_layer_instruction_counts():
+    """A big ResNet-50 layer (speed: scripts/bench_compile.py): the classic stream has two
+    instructions per 7-pixel output row and weight block, the block stream two per
+    weight block; the DMA instructions are the same."""
     hw = HardwareConfig()
     L = Layer.conv("res5_3x3", k=512, c=512, r=3, p=7, padding=1)
-    t = time.perf_counter()
-    c = compile_layer(hw, default_mapping(hw, L), L)
-    dt = time.perf_counter() - t
-    assert c.stats["instructions"] > 100_000
-    assert dt < 4.0, f"compile took {dt:.2f} s"
+    m = default_mapping(hw, L)
+    c, classic = compile_layer(hw, m, L), compile_layer(hw, m, L, block=False)
+    assert classic.stats["instructions"] > 100_000
+    tp = m.tiles()["P"]
+    assert classic.stats["compute"] == tp * c.stats["compute_block"]
+    assert classic.stats["instructions"] - c.stats["instructions"] == 2 * (tp - 1) * c.stats["compute_block"]
+    assert (c.stats["mvin"], c.stats["mvout"]) == (classic.stats["mvin"], classic.stats["mvout"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -419,13 +492,14 @@ def assert_same_as_reference(hw, mapping, layer, **kw) -> Compiled:
     """The fast compiler and the reference agree on every word, the DRAM layout and the
     statistics."""
     want = reference_compiler.compile_layer(hw, mapping, layer, **kw)
-    got = compile_layer(hw, mapping, layer, **kw)
+    got = compile_layer(hw, mapping, layer, block=False, **kw)
     gw, ww = got.program.words, want.program.words
     if gw != ww:
         i = next((i for i, (a, b) in enumerate(zip(gw, ww)) if a != b), min(len(gw), len(ww)))
         raise AssertionError(f"{layer}\n{mapping.to_json()} {kw}: {len(gw)} vs {len(ww)} words, "
                              f"first difference at {i}")
-    assert got.stats == want.stats
+    assert {k: v for k, v in got.stats.items() if k != "compute_block"} == want.stats
+    assert got.stats["compute_block"] == 0
     for name in ("input_addr", "input_shape", "weight_addr", "weight_shape", "output_addr",
                  "output_shape", "psum_addr", "psum_shape", "out", "relu", "shift"):
         assert getattr(got, name) == getattr(want, name), name

@@ -147,9 +147,17 @@ def test_random_mappings_bit_exact_on_rtl(cache, dim):
     from hw.config import HardwareConfig
     from tests.hw.rtl_common import CONFIGS
     hw = CONFIGS[dim] if dim != 16 else HardwareConfig(dim=16)
+    from hw.isa import Op, decode
+    from sim.compiler import compile_layer
+    from tests.sim.test_compiler import reduction_outside
     cases = list(_random_cases(hw, seed=dim, n_per_layer=2))
     orders = {m.order for _, m in cases}
     assert len(orders) > 4, "the sample must include non-default loop orders"
+    assert any(reduction_outside(m) for _, m in cases), "the sample must spill partial sums"
+    # the programs stream their pixels with COMPUTE_BLOCKs, two-level ones among them
+    blocks = [[f for op, f in map(decode, compile_layer(hw, m, layer).program.words) if op == Op.COMPUTE_BLOCK]
+              for layer, m in cases]
+    assert all(blocks) and any(f["reps"] > 1 for b in blocks for f in b)
     results = evaluate_many([(hw, m, layer) for layer, m in cases], workers=2, progress=False,
                             cache_dir=cache, out="int8", relu=True, shift=4)
     for (layer, m), r in zip(cases, results):
@@ -174,6 +182,8 @@ def _budget_by_decoding(words, hw) -> int:
                       + f["rows"] * (1 + hw.dram_latency // hw.dma_max_inflight) + 2 + hw.dram_latency)
         elif op in (Op.PRELOAD, Op.COMPUTE_PRELOADED, Op.COMPUTE_ACCUMULATED):
             total += f["rows"] + 2 + 2 * hw.dim
+        elif op == Op.COMPUTE_BLOCK:
+            total += f["run"] * f["reps"] + 2 + 2 * hw.dim
         else:
             total += 1
     return 4 * (total + 2 * hw.dram_latency + 4 * hw.dim) + 20_000
@@ -193,13 +203,14 @@ def test_cycle_budget_and_weight_loads_match_decoding_each_instruction():
         hw = HardwareConfig(dim=dim, sp_kb=32, acc_kb=16)
         for layer in layers:
             for m in MappingSpace(hw, layer, 2).sample(6, seed=dim, method="sobol"):
-                for out in ("int32", "int8"):
-                    words = compile_layer(hw, m, layer, out=out).program.words
+                for out, block in (("int32", True), ("int8", True), ("int32", False)):
+                    words = compile_layer(hw, m, layer, out=out, block=block).program.words
+                    assert any(decode(w)[0] == Op.COMPUTE_BLOCK for w in words) == block
                     assert cycle_budget(words, hw) == _budget_by_decoding(words, hw)
-                    assert cycle_budget(low_words(words), hw) == cycle_budget(words, hw)
+                    assert cycle_budget(words, hw, low_words(words)) == cycle_budget(words, hw)
                     ref = sum(f["rows"] for op, f in map(decode, words) if op == Op.PRELOAD and not f["b_none"])
                     assert _weight_loads(words) == ref
                     checked += 1
                     int8_out += out == "int8"
-    assert checked == 72 and int8_out == 36
+    assert checked == 108 and int8_out == 36
     assert cycle_budget([], CFG4) == _budget_by_decoding([], CFG4)

@@ -96,7 +96,7 @@ def one_line_error(capsys, argv, message):
     (["--conv", "1", "8", "8", "4", "4", "3", "3", "--stride", "17"], "stride must be an integer from 1 to 16"),
     (["--conv", "2000000", "1", "1", "1", "1", "1", "1"], "n must be an integer from 1 to 1,048,576"),
     (["--conv", "1", "4", "4", "4", "4", "3", "3", "--groups", "3"], "groups must divide both c (4) and k (4)"),
-    (["--dim", "4", "--gemm", "1024", "1024", "1024"], "a program of about 42,074,117 instructions"),
+    (["--dim", "4", "--gemm", "1024", "1024", "1024"], "a program of about 25,296,901 instructions"),
     (["--gemm", "2048", "2048", "2048", "--dram-mb", "16"],
      "needs 41,947,136 bytes (40.0 MB) of simulation DRAM, more than --dram-mb 16; give --dram-mb 64"),
     (["--gemm", "4", "4", "4", "--dram-mb", "512"], "HardwareConfig.dram_mb must be a power of two from 1 to 256"),
