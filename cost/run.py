@@ -56,7 +56,7 @@ from pathlib import Path
 from hw.cli import (
     ANALYTICAL_COMPILE_NOTICE,
     OneLineParser,
-    UsageError,
+    parse_or_exit_status,
     add_config_arguments,
     add_layer_arguments,
     add_mapping_argument,
@@ -242,12 +242,9 @@ def main(argv: list[str] | None = None, *, notices: bool | None = None) -> int:
     ``notices``: say on stderr when a slow phase runs (the Numba kernel compiling, a
     progress bar for a large workload); default: when run as a command (``argv`` None)."""
     notices = argv is None if notices is None else notices
-    try:
-        args = _parser().parse_args(argv)
-    except UsageError as e:
-        return print_error(e, see_help=True)
-    except SystemExit as e:  # argparse: --help (0)
-        return e.code if isinstance(e.code, int) else 0
+    args, status = parse_or_exit_status(_parser(), argv)
+    if args is None:
+        return status
     from search.workload_file import WorkloadError
     from search.workloads import get_workload, unique_layers
 

@@ -113,6 +113,23 @@ def print_error(e: BaseException, *, see_help: bool = False) -> int:
     return 2
 
 
+def parse_or_exit_status(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace | None, int]:
+    """``(args, 0)``; or ``(None, status)`` when there is nothing to run: bad arguments of a
+    `OneLineParser` (one ``error:`` line printed, status 2) or ``--help`` (status 0). The
+    preamble of a tool's ``main(argv)``::
+
+        args, status = parse_or_exit_status(_parser(), argv)
+        if args is None:
+            return status
+    """
+    try:
+        return parser.parse_args(argv), 0
+    except UsageError as e:
+        return None, print_error(e, see_help=True)
+    except SystemExit as e:   # argparse's --help and --version
+        return None, e.code if isinstance(e.code, int) else 0
+
+
 def human_bytes(nbytes: int) -> str:
     """A size in bytes for people: ``40.0 MB``, ``1.0 TB``, ``512 bytes`` (powers of 1024)."""
     for unit, shift in (("TB", 40), ("GB", 30), ("MB", 20), ("KB", 10)):

@@ -53,7 +53,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, UsageError, print_error, run_main
+from hw.cli import OneLineParser, parse_or_exit_status, print_error, run_main
 
 __all__ = ["main"]
 
@@ -197,12 +197,9 @@ def _verify(args) -> int:
 
 
 def main(argv=None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except UsageError as e:
-        return print_error(e, see_help=True)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 0
+    args, status = parse_or_exit_status(_parser(), argv)
+    if args is None:
+        return status
     from search.workload_file import WorkloadError
 
     try:

@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, UsageError, print_error, run_main
+from hw.cli import OneLineParser, parse_or_exit_status, print_error, run_main
 
 __all__ = ["main"]
 
@@ -264,12 +264,9 @@ def _experiment(args) -> int:
 
 
 def main(argv=None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except UsageError as e:
-        return print_error(e, see_help=True)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 0
+    args, status = parse_or_exit_status(_parser(), argv)
+    if args is None:
+        return status
     from search.dataset import DatasetError
     from search.models.model_file import ModelFileError
 
