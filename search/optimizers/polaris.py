@@ -719,7 +719,8 @@ def _run(layers, opts, evaluator, store, surrogate, hardware, hw_space, progress
                     y_new.append(math.log(e))
                     if best_layer_run[li] is None or math.log(e) < best_layer_run[li]:
                         best_layer_run[li] = math.log(e)
-            sur.update(np.array(X_new).reshape(len(X_new), -1), np.array(y_new))
+            if X_new:           # nothing feasible (e.g. every layer past the watchdog): nothing to learn
+                sur.update(np.stack(X_new), np.array(y_new))
             from cost.evaluate import network_edp
 
             round_results = [new.get(li) or Result.infeasible("no fitting mapping left", evaluator.fidelity)
