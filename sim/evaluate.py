@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -198,6 +199,11 @@ def evaluate(hw: HardwareConfig, mapping: Mapping, layer: Layer, *, seed: int = 
             keep["waves_file"] = next(iter(sorted(wd.glob("*.vcd"))), None)
     except Exception as e:  # the simulator crashed or was killed: the caller carries on
         return Result.infeasible(f"simulation failed: {first_line(e)}", "rtl", compile_s=compile_s)
+    finally:
+        # our own scratch directory (program, DRAM images: up to hundreds of MB) goes as
+        # soon as the outcome is in memory; a caller's workdir and a waveform are kept
+        if workdir is None and not waves:
+            shutil.rmtree(wd, ignore_errors=True)
     if outcome.timed_out:
         return Result.infeasible(f"watchdog: no HALT within {budget} cycles or {timeout_s:g} s", "rtl",
                                  wall_s=outcome.wall_s)

@@ -214,3 +214,20 @@ def test_cycle_budget_and_weight_loads_match_decoding_each_instruction():
                     int8_out += out == "int8"
     assert checked == 108 and int8_out == 36
     assert cycle_budget([], CFG4) == _budget_by_decoding([], CFG4)
+
+
+def test_evaluate_leaves_no_scratch_directory(tmp_path, monkeypatch):
+    """Its own work directory (program and DRAM images) is removed after the run."""
+    import tempfile
+
+    from hw.config import HardwareConfig
+    from hw.layer import Layer
+    from hw.mapping import default_mapping
+    from sim.evaluate import evaluate
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    hw = HardwareConfig(dim=4, sp_kb=16, acc_kb=8)
+    layer = Layer.gemm("g", m=8, k=8, n=8)
+    r = evaluate(hw, default_mapping(hw, layer), layer)
+    assert r.feasible and r.verified
+    assert not list(tmp_path.glob("accel-eval-*"))
