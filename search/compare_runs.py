@@ -54,6 +54,8 @@ class RunScore:
 
 
 def _method(options: dict) -> str:
+    if isinstance(options.get("method"), str):      # the baselines name themselves
+        return options["method"]
     if "variant" in options:
         return _VARIANTS.get(options["variant"], str(options["variant"]))
     if "hw_search" in options:
