@@ -73,10 +73,11 @@ import numpy as np
 
 from hw.mapping import footprint_rows, rows_needed
 
+from ..options import check_area_budget, check_bool, check_int, check_number
 from ..space import HardwareSpace, MappingSpace
 from .oracle import layer_candidates, unit_draw
 from .polaris import nearest_allowed
-from .vanilla_bo import (BaselineResult, allowed_designs, best_of, check_budget, check_int, design_point,
+from .vanilla_bo import (BaselineResult, allowed_designs, best_of, design_point,
                          evaluate_sample, make_sample, one_thread, record_point, rng, sub_seed)
 
 __all__ = ["OfflineOptions", "run_offline", "Descent"]
@@ -103,13 +104,9 @@ class OfflineOptions:
         check_int("round_pool", self.round_pool, 1, 1 << 18)
         check_int("sample_budget", self.sample_budget, 1, 1 << 20)
         check_int("seed", self.seed, 0, 2**32 - 1)
-        v = self.lr
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
-            raise ValueError(f"lr must be a number in (0, 1]; got {v!r}")
-        object.__setattr__(self, "lr", float(v))
-        check_budget(self.area_budget_mm2)
-        if not isinstance(self.buffering, bool):
-            raise ValueError(f"buffering must be True or False; got {self.buffering!r}")
+        object.__setattr__(self, "lr", check_number("lr", self.lr, 0, 1, lo_open=True))
+        check_area_budget(self.area_budget_mm2)
+        check_bool("buffering", self.buffering)
 
     def to_dict(self) -> dict:
         return {"method": "offline", **{f.name: getattr(self, f.name) for f in fields(self)}}

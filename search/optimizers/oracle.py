@@ -62,9 +62,10 @@ import numpy as np
 from hw.layer import Layer
 from hw.mapping import footprint_rows, rows_needed
 
+from ..options import check_area_budget, check_bool, check_int
 from ..software import UNIT_DIMS, MappingBatch, SoftwareSpace
 from ..space import HardwareSpace
-from .vanilla_bo import (BaselineResult, allowed_designs, best_of, check_budget, check_int, design_point,
+from .vanilla_bo import (BaselineResult, allowed_designs, best_of, design_point,
                          evaluate_sample, make_sample, record_point)
 
 __all__ = ["OracleOptions", "Ranking", "run_oracle", "rank_designs", "unit_draw", "layer_candidates"]
@@ -91,9 +92,8 @@ class OracleOptions:
         if self.designs * self.per_design > self.sample_budget:
             raise ValueError(f"designs x per-design must be at most sample-budget {self.sample_budget}; "
                              f"got {self.designs} x {self.per_design} = {self.designs * self.per_design}")
-        check_budget(self.area_budget_mm2)
-        if not isinstance(self.buffering, bool):
-            raise ValueError(f"buffering must be True or False; got {self.buffering!r}")
+        check_area_budget(self.area_budget_mm2)
+        check_bool("buffering", self.buffering)
 
     def to_dict(self) -> dict:
         return {"method": "oracle", **{f.name: getattr(self, f.name) for f in fields(self)}}

@@ -103,6 +103,7 @@ from hw.layer import Layer
 from hw.mapping import MappingError, footprint_rows, rows_needed
 from hw.result import Result
 
+from ..options import check_area_budget, check_bool, check_choice, check_int, check_int_limits, check_number
 from ..software import UNIT_DIMS as SW_UNIT_DIMS, MappingBatch, SoftwareSpace
 from ..space import HardwareSpace
 from .spotlight import hardware_candidates
@@ -137,28 +138,16 @@ class PolarisOptions:
     seed: int = 0
 
     def __post_init__(self):
-        for name, (lo, hi) in _LIMITS.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"{name.replace('_', '-')} must be an integer in {lo}..{hi:,}; got {v!r}")
-        if self.acquisition not in ACQUISITIONS:
-            raise ValueError(f"acquisition must be one of {', '.join(ACQUISITIONS)}; got {self.acquisition!r}")
-        if self.hw_search not in HW_SEARCHES:
-            raise ValueError(f"hw-search must be one of {', '.join(HW_SEARCHES)}; got {self.hw_search!r}")
-        k = self.kappa
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 <= k <= 100:
-            raise ValueError(f"kappa must be a number in 0..100; got {k!r}")
-        object.__setattr__(self, "kappa", float(k))
-        p = self.hw_pool
-        if p is None:
+        check_int_limits(self, _LIMITS)
+        check_choice("acquisition", self.acquisition, ACQUISITIONS)
+        check_choice("hw_search", self.hw_search, HW_SEARCHES)
+        object.__setattr__(self, "kappa", check_number("kappa", self.kappa, 0, 100))
+        if self.hw_pool is None:
             object.__setattr__(self, "hw_pool", 32 if self.hw_search == "continuous" else 4)
-        elif isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 4096:
-            raise ValueError(f"hw-pool must be an integer in 1..4,096; got {p!r}")
-        b = self.area_budget_mm2
-        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < math.inf):
-            raise ValueError(f"area-budget must be a positive number of mm^2; got {b!r}")
-        if not isinstance(self.buffering, bool):
-            raise ValueError(f"buffering must be True or False; got {self.buffering!r}")
+        else:
+            check_int("hw_pool", self.hw_pool, 1, 4096)
+        check_area_budget(self.area_budget_mm2)
+        check_bool("buffering", self.buffering)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -52,6 +52,7 @@ from hw.layer import Layer
 from hw.mapping import MappingError
 from hw.result import Result
 
+from ..options import check_area_budget, check_bool, check_choice, check_int_limits, check_number
 from ..evaluators import layer_objective, network_objective, OBJECTIVES
 from ..features import hardware_features, software_features
 from ..software import MappingBatch, SoftwareSpace
@@ -84,25 +85,14 @@ class SpotlightOptions:
     seed: int = 0
 
     def __post_init__(self):
-        for name, (lo, hi) in _LIMITS.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"{name.replace('_', '-')} must be an integer in {lo}..{hi:,}; got {v!r}")
+        check_int_limits(self, _LIMITS)
         for name in ("hw_explore", "sw_explore"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name.replace('_', '-')} must be a number in 0..1; got {v!r}")
-        if isinstance(self.kappa, bool) or not isinstance(self.kappa, (int, float)) or not 0 <= self.kappa <= 100:
-            raise ValueError(f"kappa must be a number in 0..100; got {self.kappa!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
-        b = self.area_budget_mm2
-        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < math.inf):
-            raise ValueError(f"area-budget must be a positive number of mm^2; got {b!r}")
-        if not isinstance(self.buffering, bool):
-            raise ValueError(f"buffering must be True or False; got {self.buffering!r}")
+            check_number(name, getattr(self, name), 0, 1)
+        check_number("kappa", self.kappa, 0, 100)
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_area_budget(self.area_budget_mm2)
+        check_bool("buffering", self.buffering)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

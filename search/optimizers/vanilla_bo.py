@@ -63,6 +63,7 @@ from hw.config import HardwareConfig
 from hw.mapping import MappingError
 from hw.result import Result
 
+from ..options import check_area_budget, check_bool, check_int_limits, check_number
 from ..software import MappingBatch, SoftwareSpace
 from ..space import HardwareSpace
 from .spotlight import hardware_candidates
@@ -75,16 +76,6 @@ _LIMITS = {"hw_iters": (1, 4096), "sw_iters": (1, 10_000), "hw_warmup": (0, 4096
            "sw_pool": (1, 1 << 16), "seed": (0, 2**32 - 1)}
 #: Normalize bounds of the raw hardware inputs (dim, sp_kb, acc_kb)
 HW_BOUNDS = ((4.0, 8.0, 8.0), (32.0, 256.0, 256.0))
-
-
-def check_int(name: str, v, lo: int, hi: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"{name.replace('_', '-')} must be an integer in {lo}..{hi:,}; got {v!r}")
-
-
-def check_budget(b) -> None:
-    if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < math.inf):
-        raise ValueError(f"area-budget must be a positive number of mm^2; got {b!r}")
 
 
 @dataclass(frozen=True)
@@ -102,15 +93,10 @@ class VanillaBOOptions:
     seed: int = 0
 
     def __post_init__(self):
-        for name, (lo, hi) in _LIMITS.items():
-            check_int(name, getattr(self, name), lo, hi)
-        b = self.beta
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b <= 1e4:
-            raise ValueError(f"beta must be a number in 0..10,000; got {b!r}")
-        object.__setattr__(self, "beta", float(b))
-        check_budget(self.area_budget_mm2)
-        if not isinstance(self.buffering, bool):
-            raise ValueError(f"buffering must be True or False; got {self.buffering!r}")
+        check_int_limits(self, _LIMITS)
+        object.__setattr__(self, "beta", check_number("beta", self.beta, 0, 1e4))
+        check_area_budget(self.area_budget_mm2)
+        check_bool("buffering", self.buffering)
 
     def to_dict(self) -> dict:
         return {"method": "vanilla-bo-raw", **{f.name: getattr(self, f.name) for f in fields(self)}}
