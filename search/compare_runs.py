@@ -54,6 +54,13 @@ class RunScore:
 
 
 def _method(options: dict) -> str:
+    """The run's method; a software DSE on a given design (options "hardware") is its own
+    method, "<method>-sw-dse", so it is never pooled with co-design runs."""
+    m = _base_method(options)
+    return m + "-sw-dse" if options.get("hardware") else m
+
+
+def _base_method(options: dict) -> str:
     if isinstance(options.get("method"), str):      # the baselines name themselves
         return options["method"]
     if "variant" in options:

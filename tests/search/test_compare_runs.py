@@ -83,3 +83,12 @@ def test_cli_tables_and_json(runs, tmp_path, capsys):
     assert main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_method_labels_keep_software_dse_apart():
+    from search.compare_runs import _method
+    assert _method({"hw_search": "continuous", "acquisition": "ucb"}) == "polaris"
+    assert _method({"hw_search": "continuous", "acquisition": "ei"}) == "polaris-ei"
+    assert _method({"hw_search": "continuous", "acquisition": "ucb",
+                    "hardware": {"dim": 16, "sp_kb": 256, "acc_kb": 64}}) == "polaris-sw-dse"
+    assert _method({"method": "oracle", "hardware": None}) == "oracle"
