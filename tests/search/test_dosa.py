@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 
 import cost
-from hw.layer import LOOPS, Layer
+from hw.layer import LOOPS
 from search.compare_runs import score_run
 from search.evaluators import AnalyticalEvaluator
 from search.models.differentiable import minimal_hardware
 from search.optimizers.dosa import DosaOptions, round_mappings, run_dosa
-from search.runs import RunDir
+from tests.search._baselines import LAYERS, stored_run as stored_baseline_run
 
-LAYERS = [Layer.conv("conv", n=1, k=32, c=16, p=8, q=8, r=3, s=3, padding=1, count=2),
-          Layer.gemm("fc", m=16, k=64, n=32)]
 TINY = dict(starts=2, steps=6, round_every=2, lr=0.05, sample_budget=4, seed=3)
 
 
@@ -33,10 +31,7 @@ def test_rounding_yields_valid_mappings():
 
 @pytest.fixture(scope="module")
 def stored_run(tmp_path_factory):
-    opts = DosaOptions(**TINY)
-    path = tmp_path_factory.mktemp("dosa") / "run"
-    with RunDir.open(path, opts.to_dict(), seeds={"seed": opts.seed}) as run:
-        res = run_dosa(LAYERS, opts, AnalyticalEvaluator(), run)
+    res, path, _ = stored_baseline_run(tmp_path_factory, "dosa", DosaOptions(**TINY), run_dosa)
     return res, path
 
 

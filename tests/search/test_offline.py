@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cost
-from hw.layer import LOOPS, Layer
+from hw.layer import LOOPS
 from search.compare_runs import score_run
 from search.evaluators import AnalyticalEvaluator
 from search.optimizers import offline as F
@@ -18,9 +18,8 @@ from search.runs import RunDir
 from search.software import SoftwareSpace
 from search.space import HardwareSpace, MappingSpace
 from search.surrogate_data import BASE_DIMS
+from tests.search._baselines import LAYERS, stored_run as stored_baseline_run
 
-LAYERS = [Layer.conv("conv", n=1, k=32, c=16, p=8, q=8, r=3, s=3, padding=1, count=2),
-          Layer.gemm("fc", m=16, k=64, n=32)]
 SMALL = dict(starts=6, steps=20, refresh_every=5, round_pool=128, sample_budget=4, seed=2)
 
 pytestmark = pytest.mark.usefixtures("module_torch_thread")
@@ -52,10 +51,8 @@ def _setup(sur, budget=None, starts=5, seed=0):
 
 @pytest.fixture(scope="module")
 def stored_run(tmp_path_factory, tiny_surrogate):
-    opts = OfflineOptions(**SMALL)
-    path = tmp_path_factory.mktemp("offline") / "run"
-    with RunDir.open(path, opts.to_dict(), seeds={"seed": opts.seed}) as run:
-        res = run_offline(LAYERS, opts, AnalyticalEvaluator(), run, surrogate=tiny_surrogate)
+    res, path, _ = stored_baseline_run(tmp_path_factory, "offline", OfflineOptions(**SMALL), run_offline,
+                                       surrogate=tiny_surrogate)
     return res, path
 
 

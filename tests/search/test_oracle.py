@@ -9,38 +9,21 @@ import numpy as np
 import pytest
 
 import cost
-from hw.layer import Layer
 from search.compare_runs import score_run
 from search.evaluators import AnalyticalEvaluator
 from search.optimizers import oracle as O
 from search.optimizers.oracle import OracleOptions, rank_designs, run_oracle
 from search.runs import RunDir
 from search.software import SoftwareSpace
+from tests.search._baselines import LAYERS, CountingEvaluator as _Counting, stored_run as stored_baseline_run
 from search.space import HardwareSpace
 
-LAYERS = [Layer.conv("conv", n=1, k=32, c=16, p=8, q=8, r=3, s=3, padding=1, count=2),
-          Layer.gemm("fc", m=16, k=64, n=32)]
 SMALL = dict(sw_samples=256, designs=4, per_design=2, sample_budget=8, seed=3)
-
-
-class _Counting(AnalyticalEvaluator):
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def results_many(self, work):
-        self.calls.append([(hw, layer, len(b)) for hw, layer, b in work])
-        return super().results_many(work)
 
 
 @pytest.fixture(scope="module")
 def stored_run(tmp_path_factory):
-    opts = OracleOptions(**SMALL)
-    path = tmp_path_factory.mktemp("oracle") / "run"
-    ev = _Counting()
-    with RunDir.open(path, opts.to_dict(), seeds={"seed": opts.seed}) as run:
-        res = run_oracle(LAYERS, opts, ev, run)
-    return res, path, ev
+    return stored_baseline_run(tmp_path_factory, "oracle", OracleOptions(**SMALL), run_oracle, _Counting())
 
 
 def _brute_force(hws, n, seed):

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import cost
-from hw.layer import Layer
 from search.compare_runs import score_run
 from search.evaluators import AnalyticalEvaluator
 from search.optimizers import polaris as P
@@ -18,34 +17,16 @@ from search.optimizers import vanilla_bo as V
 from search.optimizers.vanilla_bo import VanillaBOOptions, run_vanilla_bo
 from search.runs import RunDir
 from search.space import HardwareSpace
+from tests.search._baselines import LAYERS, CountingEvaluator as _Counting, stored_run as stored_baseline_run
 
-LAYERS = [Layer.conv("conv", n=1, k=32, c=16, p=8, q=8, r=3, s=3, padding=1, count=2),
-          Layer.gemm("fc", m=16, k=64, n=32)]
 SMALL = dict(hw_iters=4, sw_iters=4, sw_pool=48, seed=5)
 
 pytestmark = pytest.mark.usefixtures("module_torch_thread")
 
 
-class _Counting(AnalyticalEvaluator):
-    """Records every results_many call's work."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def results_many(self, work):
-        self.calls.append([(hw, layer, len(b)) for hw, layer, b in work])
-        return super().results_many(work)
-
-
 @pytest.fixture(scope="module")
 def stored_run(tmp_path_factory):
-    opts = VanillaBOOptions(**SMALL)
-    path = tmp_path_factory.mktemp("vbo") / "run"
-    ev = _Counting()
-    with RunDir.open(path, opts.to_dict(), seeds={"seed": opts.seed}) as run:
-        res = run_vanilla_bo(LAYERS, opts, ev, run)
-    return res, path, ev
+    return stored_baseline_run(tmp_path_factory, "vbo", VanillaBOOptions(**SMALL), run_vanilla_bo, _Counting())
 
 
 # ---- options ---------------------------------------------------------------------------------
