@@ -44,3 +44,15 @@ def starlight_analytical_dir(tmp_path_factory) -> Path:
                 encoding=2, quiet=True, stream=io.StringIO(), err=io.StringIO())
         (out / "done").write_text("ok")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_surrogate(tmp_path_factory):
+    """A Starlight built by Polaris's default-surrogate code path with tiny settings (2,048
+    analytical samples, 2 epochs, 64 RTL rows, 30 iterations), once per session."""
+    from search.polaris_surrogate import SurrogateRecipe, default_surrogate
+
+    rec = SurrogateRecipe(low_workloads=("resnet50", "bert"), low_n=2048, low_epochs=2, rtl_rows=64, dkl_iters=30)
+    model, _ = default_surrogate(rec, root=tmp_path_factory.getbasetemp() / "polaris-cache", log=lambda s: None,
+                                 progress=False)
+    return model

@@ -25,18 +25,6 @@ SMALL = dict(starts=6, steps=20, refresh_every=5, round_pool=128, sample_budget=
 pytestmark = pytest.mark.usefixtures("module_torch_thread")
 
 
-@pytest.fixture(scope="session")
-def tiny_surrogate(tmp_path_factory):
-    """A Starlight from the default-surrogate code path with tiny settings (as
-    test_polaris.py's fixture), cached per session."""
-    from search.polaris_surrogate import SurrogateRecipe, default_surrogate
-
-    rec = SurrogateRecipe(low_workloads=("resnet50", "bert"), low_n=2048, low_epochs=2, rtl_rows=64, dkl_iters=30)
-    model, _ = default_surrogate(rec, root=tmp_path_factory.getbasetemp() / "polaris-cache", log=lambda s: None,
-                                 progress=False)
-    return model
-
-
 def _setup(sur, budget=None, starts=5, seed=0):
     hws, dim, acc, sp, area, ok = hardware_candidates(HardwareSpace(), budget)
     enc = HardwareSpace.encode_arrays(dim, acc, sp)

@@ -28,18 +28,6 @@ SMALL = dict(hw_iters=2, sw_iters=3, sw_pool=48, hw_candidates=12, hw_refine=6, 
 pytestmark = pytest.mark.usefixtures("module_torch_thread")
 
 
-@pytest.fixture(scope="session")
-def tiny_surrogate(tmp_path_factory):
-    """A Starlight built by the default-surrogate code path with tiny settings (2,048
-    analytical samples, 2 epochs, 64 RTL rows, 30 iterations), cached per session."""
-    from search.polaris_surrogate import SurrogateRecipe, default_surrogate
-
-    rec = SurrogateRecipe(low_workloads=("resnet50", "bert"), low_n=2048, low_epochs=2, rtl_rows=64, dkl_iters=30)
-    model, info = default_surrogate(rec, root=tmp_path_factory.getbasetemp() / "polaris-cache", log=lambda s: None,
-                                    progress=False)
-    return model
-
-
 class _Store:
     """A dict store that also counts what it was asked to record."""
 
