@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hw.cli import OneLineParser, parse_or_exit_status, print_error, run_main
 
-__all__ = ["RunScore", "score_run", "group_scores", "main"]
+__all__ = ["RunScore", "score_run", "convergence", "group_scores", "main"]
 
 _VARIANTS = {"spotlight": "spotlight", "v": "vanilla-bo", "a": "spotlight-a", "r": "random", "ga": "genetic"}
 
@@ -70,44 +70,81 @@ def _base_method(options: dict) -> str:
     return "unknown"
 
 
-def score_run(path) -> RunScore:
-    """Score one run directory (read only)."""
-    from search.optimizers.polaris import product_of_sums_check
-    from search.runs import RunDir
-
-    with RunDir.open_existing(path) as run:
-        opts, info, seeds = run.options, run.info, run.seeds
-        recs = [r for r in run.evaluations() if not r.phase.startswith("baseline-")]
-    fidelity = opts.get("fidelity", "analytical")
+def _designs(recs) -> list[dict]:
+    """The records grouped by design, designs in order of their first record, each
+    layer's results in record order: [{"hw", "layers": {index: {"layer", "results"}}}]."""
     by_hw: dict[str, dict] = {}
     for r in recs:
         d = by_hw.setdefault(r.hw.to_json(), {"hw": r.hw, "layers": {}})
         d["layers"].setdefault(r.layer_index, {"layer": r.layer, "results": []})["results"].append(r.result)
+    return list(by_hw.values())
+
+
+def _design_score(d: dict, upto: int | None = None):
+    """(min EDP over all combinations, layerwise EDP) of a design's feasible evaluations,
+    each layer's first ``upto`` only when given; None when a layer has none."""
+    from search.optimizers.polaris import product_of_sums_check
+
+    E, C, counts = [], [], []
+    for li in sorted(d["layers"]):
+        ok = [x for x in d["layers"][li]["results"][:upto] if x.feasible and x.cycles and x.energy_pj]
+        if not ok:
+            return None
+        E.append([x.energy_pj for x in ok])
+        C.append([x.cycles for x in ok])
+        counts.append(d["layers"][li]["layer"].count)
+    if len(E) != max(d["layers"]) + 1:
+        return None
+    chk = product_of_sums_check(E, C, counts)
+    return chk["min_edp"], chk["layerwise_edp"]
+
+
+def _records(run):
+    return [r for r in run.evaluations() if not r.phase.startswith("baseline-")]
+
+
+def score_run(path) -> RunScore:
+    """Score one run directory (read only)."""
+    from search.runs import RunDir
+
+    with RunDir.open_existing(path) as run:
+        opts, info, seeds = run.options, run.info, run.seeds
+        recs = _records(run)
+    fidelity = opts.get("fidelity", "analytical")
+    designs = _designs(recs)
     best = (math.inf, None, math.inf)
     samples = 0
-    for d in by_hw.values():
+    for d in designs:
         samples += max(len(v["results"]) for v in d["layers"].values())
-        E, C, counts = [], [], []
-        for li in sorted(d["layers"]):
-            ok = [x for x in d["layers"][li]["results"] if x.feasible and x.cycles and x.energy_pj]
-            if not ok:
-                E = None
-                break
-            E.append([x.energy_pj for x in ok])
-            C.append([x.cycles for x in ok])
-            counts.append(d["layers"][li]["layer"].count)
-        n_layers = max(d["layers"]) + 1
-        if E is None or len(E) != n_layers:
-            continue
-        chk = product_of_sums_check(E, C, counts)
-        if chk["min_edp"] < best[0]:
-            best = (chk["min_edp"], d["hw"].to_dict(), chk["layerwise_edp"])
+        sc = _design_score(d)
+        if sc is not None and sc[0] < best[0]:
+            best = (sc[0], d["hw"].to_dict(), sc[1])
     sim = sum(float((r.result.extra or {}).get("sim_wall_s") or 0.0) for r in recs)
     created = datetime.fromisoformat(info["created"]).timestamp() if info.get("created") else math.nan
     wall = max((r.wall for r in recs), default=math.nan) - created
     return RunScore(str(path), _method(opts), tuple(opts.get("workloads") or ()), fidelity,
-                    int(seeds.get("seed", opts.get("seed", 0))), samples, len(recs), sim, wall, len(by_hw),
+                    int(seeds.get("seed", opts.get("seed", 0))), samples, len(recs), sim, wall, len(designs),
                     best[0], best[1], best[2])
+
+
+def convergence(path) -> list[tuple[int, float]]:
+    """The run's best EDP so far after each sample, by the rule of `score_run`: designs in
+    the order they were first evaluated; on a design, sample j is each layer's first j
+    evaluations (a layer with fewer keeps all it has). [(samples so far, best EDP so far
+    (inf while nothing is feasible))], one entry per sample."""
+    from search.runs import RunDir
+
+    with RunDir.open_existing(path) as run:
+        recs = _records(run)
+    out, n, best = [], 0, math.inf
+    for d in _designs(recs):
+        for j in range(1, max(len(v["results"]) for v in d["layers"].values()) + 1):
+            sc = _design_score(d, j)
+            if sc is not None:
+                best = min(best, sc[0])
+            n += 1
+            out.append((n, best))
+    return out
 
 
 def group_scores(scores) -> list[dict]:

@@ -46,13 +46,24 @@ def starlight_analytical_dir(tmp_path_factory) -> Path:
     return out
 
 
+TINY_RECIPE = dict(low_workloads=("resnet50", "bert"), low_n=2048, low_epochs=2, rtl_rows=64, dkl_iters=30)
+
+
+def _tiny(tmp_path_factory):
+    from search.polaris_surrogate import SurrogateRecipe, default_surrogate
+
+    return default_surrogate(SurrogateRecipe(**TINY_RECIPE), root=tmp_path_factory.getbasetemp() / "polaris-cache",
+                             log=lambda s: None, progress=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_surrogate(tmp_path_factory):
     """A Starlight built by Polaris's default-surrogate code path with tiny settings (2,048
     analytical samples, 2 epochs, 64 RTL rows, 30 iterations), once per session."""
-    from search.polaris_surrogate import SurrogateRecipe, default_surrogate
+    return _tiny(tmp_path_factory)[0]
 
-    rec = SurrogateRecipe(low_workloads=("resnet50", "bert"), low_n=2048, low_epochs=2, rtl_rows=64, dkl_iters=30)
-    model, _ = default_surrogate(rec, root=tmp_path_factory.getbasetemp() / "polaris-cache", log=lambda s: None,
-                                 progress=False)
-    return model
+
+@pytest.fixture(scope="session")
+def surrogate_file(tmp_path_factory) -> Path:
+    """The file of `tiny_surrogate` (built once per session, whichever asks first)."""
+    return Path(_tiny(tmp_path_factory)[1]["path"])

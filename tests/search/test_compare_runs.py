@@ -12,7 +12,7 @@ import pytest
 
 from hw.layer import Layer
 from hw.result import Result
-from search.compare_runs import group_scores, main, score_run
+from search.compare_runs import convergence, group_scores, main, score_run
 
 WORKLOAD = [{"name": "conv", "k": 32, "c": 16, "p": 8, "r": 3, "pad": 1, "count": 2},
             {"name": "fc", "gemm": {"m": 16, "k": 64, "n": 32}}]
@@ -92,3 +92,32 @@ def test_method_labels_keep_software_dse_apart():
     assert _method({"hw_search": "continuous", "acquisition": "ucb",
                     "hardware": {"dim": 16, "sp_kb": 256, "acc_kb": 64}}) == "polaris-sw-dse"
     assert _method({"method": "oracle", "hardware": None}) == "oracle"
+
+
+def _brute_curve(db: Path) -> list[float]:
+    """Best EDP so far after each sample from the raw rows: designs in order of their first
+    row, sample j = each layer's first j rows of the design, every combination tried."""
+    rows = sqlite3.connect(db).execute(
+        "SELECT hw, layer, result, layer_index, phase FROM evaluations ORDER BY rowid").fetchall()
+    by = {}
+    for hw, lay, res, li, phase in rows:
+        if not phase.startswith("baseline-"):
+            by.setdefault(hw, {}).setdefault(li, []).append((Layer.from_json(lay), Result.from_json(res)))
+    out, best = [], math.inf
+    for layers in by.values():
+        for j in range(1, max(len(v) for v in layers.values()) + 1):
+            opts = [[(lay.count, r.energy_pj, r.cycles) for lay, r in layers[li][:j] if r.feasible]
+                    for li in sorted(layers)]
+            for combo in itertools.product(*opts):
+                best = min(best, sum(n * e for n, e, _ in combo) * sum(n * c for n, _, c in combo))
+            out.append(best)
+    return out
+
+
+@pytest.mark.parametrize("name", ["pol", "rnd"])
+def test_convergence_against_brute_force(runs, name):
+    curve = convergence(runs / name)
+    want = _brute_curve(runs / name / "evaluations.sqlite")
+    assert [n for n, _ in curve] == list(range(1, len(want) + 1))
+    assert [v for _, v in curve] == pytest.approx(want, rel=1e-12)
+    assert curve[-1][1] == pytest.approx(score_run(runs / name).best_edp, rel=1e-12)

@@ -24,16 +24,6 @@ FAST = ["--fidelity", "analytical", "--hw-iters", "2", "--sw-iters", "2", "--sw-
 pytestmark = pytest.mark.usefixtures("module_torch_thread")
 
 
-@pytest.fixture(scope="session")
-def surrogate_file(tmp_path_factory) -> Path:
-    from search.polaris_surrogate import SurrogateRecipe, default_surrogate
-
-    rec = SurrogateRecipe(low_workloads=("resnet50", "bert"), low_n=2048, low_epochs=2, rtl_rows=64, dkl_iters=30)
-    _, info = default_surrogate(rec, root=tmp_path_factory.getbasetemp() / "polaris-cache", log=lambda s: None,
-                                progress=False)
-    return Path(info["path"])
-
-
 @pytest.fixture
 def workload(tmp_path) -> Path:
     p = tmp_path / "wl.json"
