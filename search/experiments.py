@@ -40,6 +40,17 @@ class, e.g. ``dosa.steps=600``, ``polaris.acquisition=ei``); the budget, seed, f
 and area budget are the experiment's. Changed options are part of a cell's options, so
 a rerun with other settings is refused (use another --out).
 
+    python -m search.experiments swdse --workloads resnet50,bert [--on dosa] [--trial 0] \
+        [--sw-iters 20] [the codesign experiment's --budget, --sw-iters-codesign, --fidelity, --area-budget, --out]
+
+Software DSE on another method's design (Fig 6.4): the design in the ``--on`` method's
+codesign cell (trial ``--trial``; its ``best.json``) gets Polaris's software search alone
+(`search.polaris` ``--hw``, m = 20 rounds, ``OUT/polaris-sw-W-on-METHOD-FIDELITY-sT``),
+which also measures every layer on ``default_mapping`` and on the analytical best of
+4,096 mappings (`search.polaris_baselines`). ``OUT/swdse-on-METHOD-FIDELITY/summary.*``
+and ``swdse.png``: per workload the method's own EDP on its design, Polaris's, and the two
+mappers', each relative to Polaris's.
+
 Summary (``--summary DIR``, default ``OUT/codesign-FIDELITY``; written after every cell
 and with ``--status``): ``summary.json`` and ``summary.md`` with, per workload and
 method, the finished trials' median, min and max best EDP, the median's percent
@@ -64,7 +75,7 @@ from pathlib import Path
 from hw.cli import OneLineParser, parse_or_exit_status, print_error, run_main
 
 __all__ = ["METHODS", "Method", "CodesignExperiment", "Cell", "cells", "cell_state", "summarise",
-           "write_summary", "parse_setting", "main"]
+           "write_summary", "parse_setting", "SoftwareDSE", "swdse_summary", "main"]
 
 MAX_TRIALS = 100
 MAX_BUDGET = 4096
@@ -597,6 +608,23 @@ def _parser() -> OneLineParser:
     c.add_argument("--workers", type=int, default=None, help="RTL simulations in parallel (default all cores)")
     c.add_argument("--status", action="store_true", help="run nothing: print each cell's state and the summary")
     c.add_argument("--quiet", action="store_true", help="no progress display of the methods")
+    d = sub.add_parser("swdse", help="Polaris's software search on another method's co-designed design (Fig 6.4)",
+                       description="Polaris's software DSE (m rounds) on the design a method found in its codesign "
+                                   "cell, against that method's own mappings and the two mapper baselines.")
+    d.add_argument("--workloads", required=True, metavar="A,B", help="comma-separated workload names or files")
+    d.add_argument("--on", default="dosa", choices=tuple(METHODS), help="whose design (default dosa)")
+    d.add_argument("--trial", type=int, default=0, help="the codesign trial whose design is taken (default 0)")
+    d.add_argument("--sw-iters", type=int, default=20, help="Polaris's software rounds on the design (default 20)")
+    d.add_argument("--budget", type=int, default=48, help="the codesign experiment's budget (default 48)")
+    d.add_argument("--codesign-sw-iters", type=int, default=6, help="the codesign experiment's --sw-iters (default 6)")
+    d.add_argument("--fidelity", choices=("rtl", "analytical"), default="rtl", help="default rtl")
+    d.add_argument("--area-budget", type=float, default=None, metavar="MM2",
+                   help="the codesign experiment's area budget (default none)")
+    d.add_argument("--surrogate", metavar="FILE", help="a Starlight model file (default: Polaris's default)")
+    d.add_argument("--out", default="runs", help="the codesign experiment's --out, where this one's cells go too")
+    d.add_argument("--summary", metavar="DIR", help="summary directory (default OUT/swdse-on-METHOD-FIDELITY)")
+    d.add_argument("--workers", type=int, default=None, help="RTL simulations in parallel (default all cores)")
+    d.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
 
@@ -653,6 +681,8 @@ def main(argv=None) -> int:
     args, status = parse_or_exit_status(_parser(), argv)
     if args is None:
         return status
+    if args.experiment == "swdse":
+        return _swdse_main(args)
     import shlex
 
     try:
@@ -705,6 +735,169 @@ def main(argv=None) -> int:
         print(f"{len(failed)} cell(s) did not finish: {', '.join(str(c.path) for c in failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+# ---- software DSE on another method's design (Fig 6.4) -----------------------------------------
+@dataclass(frozen=True)
+class SoftwareDSE:
+    """Polaris's software search on the designs of ``source``'s codesign cells."""
+
+    source: CodesignExperiment    # one method, the codesign cells' settings
+    trial: int = 0
+    sw_iters: int = 20
+
+    def __post_init__(self):
+        from .options import check_int
+
+        if len(self.source.methods) != 1:
+            raise ValueError("a software DSE takes the design of one method")
+        check_int("trial", self.trial, 0, MAX_TRIALS - 1)
+        check_int("sw-iters", self.sw_iters, 1, MAX_BUDGET)
+
+    @property
+    def on(self) -> str:
+        return self.source.methods[0]
+
+    def pairs(self, out) -> list[tuple[Cell, Cell]]:
+        """(the source codesign cell, the software DSE cell) per workload."""
+        src = replace(self.source, trials=self.trial + 1)
+        out = Path(out)
+        return [(c, Cell("polaris-sw", c.workload, self.trial,
+                         out / f"polaris-sw-{_stem(c.workload)}-on-{self.on}-{src.fidelity}-s{self.trial}"
+                               f"{src.suffix()}{'' if self.sw_iters == 20 else f'-m{self.sw_iters}'}"))
+                for c in cells(src, out) if c.trial == self.trial]
+
+
+def _swdse_argv(dse: SoftwareDSE, src: Cell, cell: Cell, workers, quiet) -> list[str]:
+    f = dse.source.fidelity
+    argv = ["--workload", src.workload, "--hw", str(src.path / "best.json"), "--fidelity", f,
+            "--sw-iters", str(dse.sw_iters), "--seed", str(dse.trial), "--run-dir", str(cell.path)]
+    if dse.source.surrogate:
+        argv += ["--surrogate", dse.source.surrogate]
+    if f == "rtl" and workers is not None:
+        argv += ["--workers", str(workers)]
+    if f != "rtl":
+        argv.append("--no-verilog")
+    return argv + (["--quiet"] if quiet else [])
+
+
+def swdse_summary(dse: SoftwareDSE, out) -> dict:
+    """Per workload: the source method's best EDP on its design (its own mappings,
+    `search.compare_runs.score_run`), Polaris's on the same design, the two mapper
+    baselines' (``baselines.json``), each with its ratio to Polaris's. Read only."""
+    from search.compare_runs import score_run
+
+    rows = []
+    for src, cell in dse.pairs(out):
+        row = {"workload": src.workload, "source": str(src.path), "run": str(cell.path), "state": cell_state(cell)}
+        if cell_state(src) == "finished":
+            row["hw"] = json.loads((src.path / "best.json").read_text())["hw"]
+            row[f"{dse.on}_edp"] = score_run(src.path).best_edp
+        if row["state"] == "finished":
+            row["polaris_edp"] = score_run(cell.path).best_edp
+            base = cell.path / "baselines.json"
+            for b in (json.loads(base.read_text()) if base.is_file() else []):
+                row[f"{b['name']}_mapping_edp"] = math.inf if b["objective"] is None else b["objective"]
+            for k in [k for k in row if k.endswith("_edp") and k != "polaris_edp"]:
+                row[k.replace("_edp", "_vs_polaris")] = row[k] / row["polaris_edp"]
+        rows.append(row)
+    return {"experiment": {"on": dse.on, "trial": dse.trial, "sw_iters": dse.sw_iters,
+                           "fidelity": dse.source.fidelity, "budget": dse.source.budget}, "rows": rows}
+
+
+def swdse_markdown(summary: dict) -> str:
+    x = summary["experiment"]
+    on = x["on"]
+    lines = [f"Software DSE on {on}'s co-designed design (trial {x['trial']}), {x['fidelity']} fidelity: Polaris "
+             f"{x['sw_iters']} rounds against {on}'s own mappings and the mapper baselines.", "",
+             f"| workload | design | {on}'s mappings | Polaris SW DSE | default_mapping | analytical best of N | "
+             f"{on} / Polaris |", "|:--|:--|--:|--:|--:|--:|--:|"]
+    for r in summary["rows"]:
+        hw = r.get("hw")
+        d = "-" if hw is None else f"dim {hw['dim']}, sp {hw['sp_kb']} KB, acc {hw['acc_kb']} KB"
+        ratio = r.get(f"{on}_vs_polaris")
+        lines.append(f"| {_stem(r['workload'])} | {d} | {_e(r.get(f'{on}_edp'))} | {_e(r.get('polaris_edp'))} | "
+                     f"{_e(r.get('default_mapping_edp'))} | {_e(r.get('best_mapping_edp'))} | "
+                     f"{'-' if ratio is None else f'{ratio:.3f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_swdse(summary: dict, path) -> Path | None:
+    """Fig 6.4: per workload, each mapper's network EDP on the design relative to Polaris's."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    on = summary["experiment"]["on"]
+    rows = [r for r in summary["rows"] if "polaris_edp" in r]
+    if not rows:
+        return None
+    keys = [(f"{on}_edp", f"{on}'s mappings"), ("default_mapping_edp", "default_mapping"),
+            ("best_mapping_edp", "analytical best of N"), ("polaris_edp", "Polaris SW DSE")]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(rows) + 2), 3.6), dpi=120)
+    width = 0.8 / len(keys)
+    for j, (k, label) in enumerate(keys):
+        xs = [i + (j - (len(keys) - 1) / 2) * width for i, r in enumerate(rows) if math.isfinite(r.get(k, math.inf))]
+        ys = [r[k] / r["polaris_edp"] for r in rows if math.isfinite(r.get(k, math.inf))]
+        ax.bar(xs, ys, width, label=label)
+    ax.axhline(1.0, color="k", lw=0.6)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)), [_stem(r["workload"]) for r in rows])
+    ax.set_ylabel("network EDP / Polaris SW DSE's")
+    ax.set_title(f"Software DSE on {on}'s design ({summary['experiment']['fidelity']})")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def _swdse_main(args) -> int:
+    import os
+
+    try:
+        names = tuple(w for w in args.workloads.split(",") if w)
+        src = CodesignExperiment(names, (args.on,), 1, args.budget, args.codesign_sw_iters, args.fidelity,
+                                 args.area_budget, (), args.surrogate)
+        dse = SoftwareDSE(src, args.trial, args.sw_iters)
+        if args.workers is not None and (args.fidelity != "rtl" or not 1 <= args.workers <= 256):
+            raise ValueError("--workers applies to --fidelity rtl only" if args.fidelity != "rtl"
+                             else f"--workers must be in 1..256; got {args.workers}")
+        pairs = dse.pairs(args.out)
+        missing = [str(s.path) for s, _ in pairs if cell_state(s) != "finished"]
+        if missing:
+            raise ValueError(f"no finished {args.on} codesign cell at {missing[0]} (run python -m search.experiments "
+                             f"codesign --methods {args.on} with the same --budget, --fidelity and --out first)")
+    except (ValueError, OSError) as e:
+        return print_error(e)
+    from search.polaris import main as polaris_main
+
+    summary_dir = Path(args.summary) if args.summary else Path(args.out) / f"swdse-on-{args.on}-{args.fidelity}"
+    workers = (args.workers or os.cpu_count() or 1) if args.fidelity == "rtl" else None
+    failed = []
+    for k, (s, c) in enumerate(pairs, 1):
+        if cell_state(c) == "finished":
+            continue
+        print(f"[{k}/{len(pairs)}] Polaris software DSE on {s.path}/best.json -> {c.path}", file=sys.stderr)
+        t0 = time.time()
+        rc = polaris_main(_swdse_argv(dse, s, c, workers, args.quiet))
+        _log_sitting(c, time.time() - t0, rc)
+        if rc != 0:
+            failed.append(c)
+    summary = swdse_summary(dse, args.out)
+    summary_dir.mkdir(parents=True, exist_ok=True)
+
+    def fin(v):
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    (summary_dir / "summary.json").write_text(json.dumps(
+        {**summary, "rows": [{k: fin(v) for k, v in r.items()} for r in summary["rows"]]}, indent=1) + "\n")
+    text = swdse_markdown(summary)
+    (summary_dir / "summary.md").write_text(text)
+    plot_swdse(summary, summary_dir / "swdse.png")
+    print(text, end="")
+    print(f"summary: {summary_dir}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

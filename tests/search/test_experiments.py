@@ -199,3 +199,37 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, extra, words):
     assert main(["codesign", *extra, "--out", str(out)]) == 2
     assert words in _err_line(capsys)
     assert not out.exists() or not any(out.iterdir())
+
+
+# ---- software DSE on another method's design ---------------------------------------------------
+def _swdse_argv(experiment, *extra):
+    a = experiment["argv"]
+    keep = {k: a[a.index(k) + 1] for k in ("--workloads", "--budget", "--fidelity", "--area-budget", "--surrogate",
+                                           "--out")}
+    return ["swdse", *[x for kv in keep.items() for x in kv], "--codesign-sw-iters", str(M), "--quiet", *extra]
+
+
+def test_swdse_on_dosas_design(experiment, tmp_path):
+    out = tmp_path / "swdse"
+    assert main(_swdse_argv(experiment, "--on", "dosa", "--sw-iters", "2", "--summary", str(out))) == 0
+    doc = json.loads((out / "summary.json").read_text())
+    (row,) = doc["rows"]
+    src = next(c for c in experiment["cells"] if c.method == "dosa")
+    assert row["hw"] == json.loads((src.path / "best.json").read_text())["hw"]
+    assert row["dosa_edp"] == pytest.approx(score_run(src.path).best_edp, rel=1e-12)
+    run = Path(row["run"])
+    with RunDir.open_existing(run) as r:
+        assert r.options["hardware"] == row["hw"] and r.options["sw_iters"] == 2
+        assert {e.hw.to_dict()["dim"] for e in r.evaluations()} == {row["hw"]["dim"]}
+    assert row["polaris_edp"] == pytest.approx(score_run(run).best_edp, rel=1e-12)
+    base = {b["name"]: b["objective"] for b in json.loads((run / "baselines.json").read_text())}
+    assert row["default_mapping_edp"] == pytest.approx(base["default"]) and \
+        row["best_mapping_edp"] == pytest.approx(base["best"])
+    assert row["dosa_vs_polaris"] == pytest.approx(row["dosa_edp"] / row["polaris_edp"])
+    assert (out / "swdse.png").stat().st_size > 0 and "| wl | dim" in (out / "summary.md").read_text()
+
+
+def test_swdse_without_the_codesign_cell_is_one_line(experiment, capsys):
+    capsys.readouterr()
+    assert main(_swdse_argv(experiment, "--on", "dosa-16")) == 2
+    assert "no finished dosa-16 codesign cell" in _err_line(capsys)
