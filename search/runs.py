@@ -44,6 +44,12 @@ dict: objective, area_mm2, evaluations when the recorded point has them), ``wall
 Recording an iteration again with the same content is a no-op; with other content it is
 a `RunError` (the resumed run diverged from the first).
 
+``.lock``               the write lock: `RunDir.open` holds an exclusive ``flock`` on it
+                       (the holder's pid inside) until `RunDir.close` or the process ends,
+                       so two processes never run one run directory at once (the second
+                       gets a RunError naming the first's pid); a kill -9 releases it.
+                       `RunDir.open_existing` (reading) takes no lock.
+
 Durability
 ----------
 Every `RunDir.record_many` / `RunDir.record_hardware` is ONE ``BEGIN IMMEDIATE`` ...
@@ -111,6 +117,7 @@ RUN_SCHEMA = "accelsim.run/1"
 DB_SCHEMA = "accelsim.run-evaluations/1"
 RUN_FILE = "run.json"
 DB_NAME = "evaluations.sqlite"
+LOCK_FILE = ".lock"           # held (flock) by the one process that has the run open to write
 _RESERVED = {RUN_FILE, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal"}
 _TMP_PREFIX = ".accelsim-tmp-"   # temp files of the atomic writes: .accelsim-tmp-NAME.XXXX.tmp
 _TMP_SUFFIX = ".tmp"
@@ -314,6 +321,33 @@ def _is_tmp(name: str) -> bool:
     return name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX)
 
 
+def _lock(p: Path, display: str):
+    """Take the run's write lock (an exclusive flock on ``LOCK_FILE``, released when the
+    returned file is closed or the process dies); a RunError naming the holder's pid when
+    another process has it. Where flock does not exist (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:                  # pragma: no cover - not POSIX
+        return open(os.devnull, "a")
+    try:
+        f = open(p / LOCK_FILE, "a+")
+    except OSError as e:
+        raise RunError(f"cannot write run directory {display}: {_os_reason(e)}") from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise RunError(f"run directory {display} is in use by another process (pid {holder}); wait for it to "
+                       f"finish or stop it") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
 def _os_reason(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
@@ -321,7 +355,9 @@ def _os_reason(e: OSError) -> str:
 class RunDir:
     """An open run directory (see the module docstring). Use as a context manager."""
 
-    def __init__(self, path: Path, display: str, conn: sqlite3.Connection, info: dict, notes: str = ""):
+    def __init__(self, path: Path, display: str, conn: sqlite3.Connection, info: dict, notes: str = "",
+                 lock=None):
+        self._lock = lock
         self._path = path
         self._display = display
         self.conn = conn
@@ -356,6 +392,17 @@ class RunDir:
             raise RunError(f"cannot create run directory {display}: {_os_reason(e)}") from None
         if not os.access(p, os.W_OK | os.X_OK):
             raise RunError(f"run directory {display} is not writable")
+        lock = _lock(p, display)
+        try:
+            return cls._open_locked(p, display, options, seeds, command, lock)
+        except BaseException:
+            if not (p / RUN_FILE).exists():      # not a run: leave the directory as it was
+                (p / LOCK_FILE).unlink(missing_ok=True)
+            lock.close()
+            raise
+
+    @classmethod
+    def _open_locked(cls, p: Path, display: str, options: dict, seeds: dict, command: str, lock) -> RunDir:
         run_file = p / RUN_FILE
         versions = package_versions()
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -383,11 +430,13 @@ class RunDir:
             # run.json is written first, so a creation killed early leaves at most a temp
             # file of it: that is not a foreign directory. Anything else (even an
             # evaluations.sqlite whose run.json was deleted) is left alone.
-            foreign = [n for n in entries if not _is_tmp(n)]
+            foreign = [n for n in entries if not _is_tmp(n) and n != LOCK_FILE]
             if foreign:
                 raise RunError(f"{display} is not empty and holds no run (no {RUN_FILE}; it has "
                                f"{sorted(foreign)[0]!r}); use another --name or an empty directory")
             for n in entries:
+                if n == LOCK_FILE:
+                    continue
                 try:
                     (p / n).unlink()
                 except OSError:
@@ -401,7 +450,7 @@ class RunDir:
             conn = _open_db(p / DB_NAME, display)
         except OSError as e:
             raise RunError(f"cannot write run directory {display}: {_os_reason(e)}") from None
-        return cls(p, display, conn, info, notes)
+        return cls(p, display, conn, info, notes, lock)
 
     @classmethod
     def open_existing(cls, path) -> RunDir:
@@ -432,6 +481,9 @@ class RunDir:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        if self._lock is not None:
+            self._lock.close()          # releases the flock
+            self._lock = None
 
     def __enter__(self) -> Self:
         return self

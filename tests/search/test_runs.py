@@ -23,7 +23,7 @@ from hw.config import HardwareConfig
 from hw.layer import Layer
 from hw.mapping import LOOPS, Mapping, default_mapping
 from hw.result import Result
-from search.runs import DB_NAME, RUN_FILE, RunDir, RunError, evaluation_key
+from search.runs import DB_NAME, LOCK_FILE, RUN_FILE, RunDir, RunError, evaluation_key
 
 REPO = Path(__file__).resolve().parents[2]
 OPTIONS = {"hw_iters": 10, "sw_iters": 4, "variant": "spotlight", "workloads": ["bert"]}
@@ -120,7 +120,7 @@ def test_non_empty_directory_that_is_not_a_run(tmp_path):
     (d / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match=r"is not empty and holds no run \(no run.json; it has 'notes.txt'\)"):
         RunDir.open(d, OPTIONS, seeds=SEEDS)
-    assert (d / "notes.txt").read_text() == "mine" and not (d / RUN_FILE).exists()
+    assert (d / "notes.txt").read_text() == "mine" and sorted(x.name for x in d.iterdir()) == ["notes.txt"]
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / RUN_FILE).write_text("{not json")
@@ -132,6 +132,31 @@ def test_non_empty_directory_that_is_not_a_run(tmp_path):
     (empty / ".accelsim-tmp-run.json.abc.tmp").write_text("{")
     RunDir.open(empty, OPTIONS, seeds=SEEDS).close()
     assert (empty / RUN_FILE).is_file() and not (empty / ".accelsim-tmp-run.json.abc.tmp").exists()
+
+
+def test_a_run_open_to_write_is_locked_against_other_processes(tmp_path):
+    d = tmp_path / "run"
+    other = textwrap.dedent(f"""
+        import sys
+        from search.runs import RunDir, RunError
+        try:
+            RunDir.open({str(d)!r}, {OPTIONS!r}, seeds={SEEDS!r}).close()
+            print("opened")
+        except RunError as e:
+            print(e)
+    """)
+
+    def try_other() -> str:
+        return subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+
+    with RunDir.open(d, OPTIONS, seeds=SEEDS):
+        assert try_other() == (f"run directory {d} is in use by another process (pid {os.getpid()}); wait for it "
+                               f"to finish or stop it")
+        with RunDir.open_existing(d) as reader:          # reading needs no lock
+            assert reader.options == OPTIONS
+    assert try_other() == "opened"                       # released by close
+    RunDir.open(d, OPTIONS, seeds=SEEDS).close()         # and a process that died holds nothing
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
@@ -264,7 +289,7 @@ def test_write_json_atomic(tmp_path):
         run.write_json("best.json", {"edp": 1.0})
         assert json.loads(out.read_text()) == {"edp": 1.0}
         assert sorted(os.listdir(run.path)) == sorted(["best.json", RUN_FILE, DB_NAME, DB_NAME + "-wal",
-                                                       DB_NAME + "-shm"])
+                                                       DB_NAME + "-shm", LOCK_FILE])
         for name in ("../x.json", "a/b.json", "", RUN_FILE, DB_NAME):
             with pytest.raises(RunError):
                 run.write_json(name, {})
