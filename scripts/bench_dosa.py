@@ -3,7 +3,7 @@
 model as the evaluator: its best network EDP, design and wall time.
 
     python scripts/bench_dosa.py [--workload bert] [--seed 0] [--starts 7] [--steps 1490]
-                                 [--json out.json]
+                                 [--lr LR] [--round-every K] [--json out.json]
 
 The options not named keep `DosaOptions`' defaults (lr 5e-5, rounding every 500 steps,
 48 samples). Prints one JSON object: the workload's unique-layer count, the wall time, the
@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     ap.add_argument("--starts", type=int, default=7, help="gradient-descent starts (default 7)")
     ap.add_argument("--steps", type=int, default=1490, help="Adam steps per start (default 1490)")
+    ap.add_argument("--lr", type=float, default=None, help="Adam learning rate (default DosaOptions')")
+    ap.add_argument("--round-every", type=int, default=None, help="steps between roundings (default DosaOptions')")
     ap.add_argument("--json", help="also write the result to this file")
     a = ap.parse_args(argv)
 
@@ -35,7 +37,8 @@ def main(argv=None) -> int:
     from search.workloads import get_workload, unique_layers
     try:
         layers = unique_layers(get_workload(a.workload))
-        opts = DosaOptions(seed=a.seed, starts=a.starts, steps=a.steps)
+        kw = {k: v for k, v in (("lr", a.lr), ("round_every", a.round_every)) if v is not None}
+        opts = DosaOptions(seed=a.seed, starts=a.starts, steps=a.steps, **kw)
     except (ValueError, KeyError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -249,15 +249,34 @@ def cells(exp: CodesignExperiment, out) -> list[Cell]:
             for t in range(exp.trials) for w in exp.workloads for m in exp.methods]
 
 
-def cell_state(cell: Cell) -> str:
-    """``finished``, ``partial`` (a run directory, unfinished) or ``new``."""
+def cell_state(cell: Cell, exp: CodesignExperiment | None = None) -> str:
+    """``finished``, ``partial`` (a run directory, unfinished) or ``new``; with ``exp``,
+    ``stale`` when the run directory was made with other options than ``exp`` gives
+    its method now (`stale_option`)."""
     p = cell.path
     if not (p / "run.json").is_file():
         return "new"
+    if exp is not None and stale_option(exp, cell) is not None:
+        return "stale"
     best, report = p / "best.json", p / "report.md"
     if best.is_file() and report.is_file() and report.stat().st_mtime >= best.stat().st_mtime:
         return "finished"
     return "partial"
+
+
+def stale_option(exp: CodesignExperiment, cell: Cell):
+    """The first option of the cell's method (its options class's ``to_dict``) whose value
+    in the cell's run.json differs from what ``exp`` gives it, as (name, stored, now);
+    None when all agree (a changed default shows here, so old cells are never mixed in)."""
+    try:
+        stored = json.loads((cell.path / "run.json").read_text()).get("options") or {}
+    except (OSError, ValueError):
+        return ("run.json", "unreadable", "")
+    want = json.loads(json.dumps(exp.method_options(cell.method, cell.trial).to_dict()))
+    for k, v in want.items():
+        if k != "method" and stored.get(k, "<absent>") != v:     # "method": the experiment's name
+            return (k, stored.get(k, "<absent>"), v)
+    return None
 
 
 # ---- running one cell ---------------------------------------------------------------------------
@@ -402,8 +421,8 @@ def summarise(exp: CodesignExperiment, out) -> dict:
 
     per_cell, curves = [], {}
     for c in cells(exp, out):
-        state = cell_state(c)
-        if state == "new":
+        state = cell_state(c, exp)
+        if state in ("new", "stale"):
             per_cell.append({"method": c.method, "workload": c.workload, "trial": c.trial, "state": state,
                              "path": str(c.path)})
             continue
@@ -415,7 +434,8 @@ def summarise(exp: CodesignExperiment, out) -> dict:
             curves[c.method, c.workload, c.trial] = convergence(c.path)
     rows, best_known = [], {}
     for w in exp.workloads:
-        seen = [p for p in per_cell if p["workload"] == w and p["state"] != "new" and math.isfinite(p["best_edp"])]
+        seen = [p for p in per_cell if p["workload"] == w and p["state"] in ("finished", "partial")
+                and math.isfinite(p["best_edp"])]
         if seen:
             b = min(seen, key=lambda p: p["best_edp"])
             best_known[w] = {"edp": b["best_edp"], "method": b["method"], "trial": b["trial"], "hw": b["best_hw"],
@@ -698,8 +718,16 @@ def main(argv=None) -> int:
         import os
         workers = args.workers or (os.cpu_count() or 1)
         t_start, spent = time.time(), []
-        pending = [c for c in todo if cell_state(c) != "finished"]
-        print(f"{len(todo)} cells, {len(todo) - len(pending)} finished, {len(pending)} to run", file=sys.stderr)
+        states = {c.path: cell_state(c, exp) for c in todo}
+        for c in todo:
+            if states[c.path] == "stale":
+                k, a, b = stale_option(exp, c)
+                print(f"error: {c.path} was made with {k} {a!r}, this experiment gives {b!r}; it is left alone "
+                      f"(use another --out, or delete it to rerun)", file=sys.stderr)
+                failed.append(c)
+        pending = [c for c in todo if states[c.path] in ("new", "partial")]
+        print(f"{len(todo)} cells, {sum(v == 'finished' for v in states.values())} finished, {len(pending)} to run",
+              file=sys.stderr)
         for k, c in enumerate(pending, 1):
             print(f"[{k}/{len(pending)}] {c.method} {c.workload} trial {c.trial} -> {c.path}", file=sys.stderr)
             t0 = time.time()
@@ -727,7 +755,7 @@ def main(argv=None) -> int:
         return print_error(e)
     if args.status:
         for p in summary["cells"]:
-            extra = "" if p["state"] == "new" else f"  best EDP {_e(p['best_edp'])}, {p['samples']} samples"
+            extra = "" if p["state"] in ("new", "stale") else f"  best EDP {_e(p['best_edp'])}, {p['samples']} samples"
             print(f"{p['state']:>8}  {p['path']}{extra}")
     print(markdown(summary), end="")
     print(f"summary: {paths[0].parent}", file=sys.stderr)

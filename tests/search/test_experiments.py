@@ -13,7 +13,7 @@ import pytest
 from cost.energy import area_mm2
 from search.compare_runs import convergence, score_run
 from search.experiments import (DEFAULT_METHODS, METHODS, CodesignExperiment, cell_state, cells, main,
-                                parse_setting, summarise)
+                                parse_setting, stale_option, summarise)
 from search.runs import RunDir
 
 WORKLOAD = [{"name": "conv", "k": 32, "c": 16, "p": 8, "r": 3, "pad": 1, "count": 2},
@@ -174,6 +174,27 @@ def test_rerun_runs_nothing(experiment, capsys):
     assert f"{len(experiment['cells'])} cells, {len(experiment['cells'])} finished, 0 to run" in capsys.readouterr().err
     for c in experiment["cells"]:
         assert json.loads((c.path / "run.json").read_text()).get("resumes", []) == before[c.path]
+
+
+def test_cells_made_with_other_options_are_stale_and_left_alone(experiment, capsys):
+    exp = experiment["exp"]
+    other = CodesignExperiment(exp.workloads, exp.methods, exp.trials, exp.budget, exp.sw_iters, exp.fidelity,
+                               exp.area_budget_mm2, tuple((m, f, 41 if (m, f) == ("dosa", "steps") else v)
+                                                         for m, f, v in exp.settings), exp.surrogate)
+    states = {c.method: cell_state(c, other) for c in cells(other, experiment["root"] / "out")}
+    assert states.pop("dosa") == "stale" and set(states.values()) == {"finished"}
+    dosa = next(c for c in experiment["cells"] if c.method == "dosa")
+    assert stale_option(other, dosa) == ("steps", 40, 41) and stale_option(exp, dosa) is None
+    argv = list(experiment["argv"])
+    argv[argv.index("dosa.steps=40")] = "dosa.steps=41"
+    before = (dosa.path / "run.json").read_text()
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"error: {dosa.path} was made with steps 40, this experiment gives 41" in err and "0 to run" in err
+    assert (dosa.path / "run.json").read_text() == before
+    rows = {r["method"]: r for r in summarise(other, experiment["root"] / "out")["rows"]}
+    assert rows["dosa"]["trials"] == 0 and rows["polaris"]["trials"] == 1     # never mixed into the table
 
 
 def test_status_lists_every_cell(experiment, capsys):
