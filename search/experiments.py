@@ -607,7 +607,9 @@ def _parser() -> OneLineParser:
     sub = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     c = sub.add_parser("codesign", help="every method x workload x trial, one budget, one scoring rule",
                        description="Every method x workload x trial as its own resumable run directory, then the "
-                                   "summary table and plots (python -m search.experiments codesign --help).")
+                                   "summary table and plots. Method budgets: polaris, spotlight, random and vanilla-bo run "
+                                   "budget / sw-iters designs x sw-iters rounds; oracle budget / 3 designs x 3 mappings; "
+                                   "offline and dosa measure their best budget points.")
     c.add_argument("--workloads", required=True, metavar="A,B", help="comma-separated workload names or files")
     c.add_argument("--methods", default="all", metavar="M,N",
                    help=f"comma-separated methods, or all (= {','.join(DEFAULT_METHODS)}); also: dosa-16")
@@ -618,7 +620,7 @@ def _parser() -> OneLineParser:
                    help="software rounds per design of Polaris, Spotlight, random and vanilla BO (default 6)")
     c.add_argument("--fidelity", choices=("rtl", "analytical"), default="rtl",
                    help="rtl: every sample a verified simulation; analytical: the fast proxy (default rtl)")
-    c.add_argument("--area-budget", type=float, default=None, metavar="MM2", help="the same area budget for all")
+    c.add_argument("--area-budget", type=float, default=None, metavar="MM2", help="the same area budget for every method (default none)")
     c.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                    help="one option of one method, e.g. dosa.steps=600 (repeatable)")
     c.add_argument("--surrogate", metavar="FILE", help="a Starlight model file for polaris and offline (default: "

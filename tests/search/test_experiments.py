@@ -205,6 +205,14 @@ def test_status_lists_every_cell(experiment, capsys):
     assert out.count("finished  ") == len(experiment["cells"])
 
 
+def test_help_names_every_method_and_default(capsys):
+    assert main(["codesign", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for words in ("default 3", "default 48", "default 6", "default rtl", "default none", "default runs",
+                  "default all cores", "dosa.steps=600", *DEFAULT_METHODS[1:], "dosa-16"):
+        assert words in out.replace("vanilla- bo", "vanilla-bo"), words
+
+
 # ---- errors before any work ---------------------------------------------------------------------
 @pytest.mark.parametrize("extra, words", [
     (["--workloads", "nosuchnet"], "nosuchnet"),
