@@ -685,13 +685,8 @@ def _validate(exp: CodesignExperiment, args) -> None:
             raise ValueError("--workers applies to --fidelity rtl only")
         if not 1 <= args.workers <= 256:
             raise ValueError(f"--workers must be in 1..256; got {args.workers}")
-    if exp.area_budget_mm2 is not None:
-        from search.optimizers.spotlight import hardware_candidates
-        from search.space import HardwareSpace
-        area = hardware_candidates(HardwareSpace(), None)[4]
-        if exp.area_budget_mm2 < area.min():
-            raise ValueError(f"--area-budget {exp.area_budget_mm2:g} mm^2 is below the smallest design of the space "
-                             f"({area.min():.3f} mm^2)")
+    from .options import check_area_budget_reachable
+    check_area_budget_reachable(exp.area_budget_mm2)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file")

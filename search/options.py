@@ -47,6 +47,21 @@ def check_area_budget(b) -> float | None:
     return b
 
 
+def check_area_budget_reachable(b, hardware=None) -> None:
+    """A one-line ValueError when the area budget ``b`` (mm^2, or None) is below the area
+    of ``hardware`` (a given design) or, without one, of the smallest design of the space:
+    no design could be tried."""
+    if b is None:
+        return
+    from .optimizers.spotlight import hardware_candidates
+    from .space import HardwareSpace
+
+    area = hardware_candidates([hardware] if hardware is not None else HardwareSpace(), None)[4]
+    if b < area.min():
+        what = "the given design's area" if hardware is not None else "the smallest design of the space"
+        raise ValueError(f"--area-budget {b:g} mm^2 is below {what} ({area.min():.3f} mm^2)")
+
+
 def check_bool(name: str, v) -> bool:
     if not isinstance(v, bool):
         raise ValueError(f"{_flag(name)} must be True or False; got {v!r}")

@@ -246,14 +246,9 @@ def main(argv=None) -> int:
         layers = _layers_of(names)
         if args.name and args.run_dir:
             raise ValueError("give --name or --run-dir, not both")
-        from search.optimizers.spotlight import hardware_candidates
-        from search.space import HardwareSpace
+        from search.options import check_area_budget_reachable
 
-        if args.area_budget is not None:
-            area = hardware_candidates([hardware] if hardware else HardwareSpace(), None)[4]
-            if args.area_budget < area.min():
-                what = "the given design's area" if hardware else "the smallest design of the space"
-                raise ValueError(f"--area-budget {args.area_budget:g} mm^2 is below {what} ({area.min():.3f} mm^2)")
+        check_area_budget_reachable(args.area_budget, hardware)
         stem = "+".join(Path(n).stem for n in names) + ("-sw" if hardware else "")
         run_path = Path(args.run_dir) if args.run_dir else Path("runs") / (
             args.name or f"polaris-{stem}-{args.fidelity}-s{opts.seed}")

@@ -240,13 +240,8 @@ def main(argv=None) -> int:
             args.name or f"{stem}-{opts.variant}-{args.fidelity}-s{opts.seed}")
         if run_path.exists() and not run_path.is_dir():
             raise ValueError(f"run directory {run_path} is a file")
-        if args.area_budget is not None:
-            from search.optimizers.spotlight import hardware_candidates
-            from search.space import HardwareSpace
-            area = hardware_candidates(HardwareSpace(), None)[4]
-            if args.area_budget < area.min():
-                raise ValueError(f"--area-budget {args.area_budget:g} mm^2 is below the smallest design of the space "
-                                 f"({area.min():.3f} mm^2)")
+        from search.options import check_area_budget_reachable
+        check_area_budget_reachable(args.area_budget)
         from search.evaluators import make_evaluator
         from search.runs import RunDir
 

@@ -46,3 +46,20 @@ def test_area_budget_bool_and_choice():
     assert check_choice("hw_search", "enumerate", ("continuous", "enumerate")) == "enumerate"
     with pytest.raises(ValueError, match=r"^hw-search must be one of continuous, enumerate; got 'grid'$"):
         check_choice("hw_search", "grid", ("continuous", "enumerate"))
+
+
+def test_check_area_budget_reachable():
+    from cost.energy import area_mm2
+    from hw.config import HardwareConfig
+    from search.options import check_area_budget_reachable
+
+    check_area_budget_reachable(None)
+    hw = HardwareConfig(dim=16, sp_kb=256, acc_kb=64)
+    own = float(area_mm2(16, 256, 64))
+    check_area_budget_reachable(own, hw)
+    with pytest.raises(ValueError, match=rf"^--area-budget 1 mm\^2 is below the given design's area \({own:.3f}"):
+        check_area_budget_reachable(1.0, hw)
+    smallest = float(area_mm2(4, 8, 8))        # the space's smallest: dim 4, the smallest memories
+    check_area_budget_reachable(smallest * 1.0001)
+    with pytest.raises(ValueError, match=rf"below the smallest design of the space \({smallest:.3f} mm\^2\)"):
+        check_area_budget_reachable(smallest * 0.999)
