@@ -5,7 +5,7 @@ model as the evaluator: its best network EDP, design and wall time.
     python scripts/bench_dosa.py [--workload bert] [--seed 0] [--starts 7] [--steps 1490]
                                  [--lr LR] [--round-every K] [--json out.json]
 
-The options not named keep `DosaOptions`' defaults (lr 5e-5, rounding every 500 steps,
+The options not named keep `DosaOptions`' defaults (lr 0.2, rounding every 500 steps,
 48 samples). Prints one JSON object: the workload's unique-layer count, the wall time, the
 best network EDP (pJ x cycles), its design and the number of distinct rounded points.
 """

@@ -78,5 +78,5 @@ def test_option_errors_are_one_line(kw, msg):
 def test_defaults_and_to_dict():
     o = DosaOptions()
     assert (o.starts, o.steps, o.round_every, o.sample_budget) == (7, 1490, 500, 48)
-    assert 1e-5 <= o.lr <= 7.5e-5
+    assert o.lr == 0.2          # tuned for this parametrisation (the module docstring's sweep)
     assert o.to_dict()["method"] == "dosa"
