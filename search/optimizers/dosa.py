@@ -26,8 +26,8 @@ The learning rate is tuned for this parametrisation, not taken from DOSA (whose 
 7.5e-5 go with its own variables): Adam moves each x by about ``lr`` per step, so at 5e-5
 the 1,490 steps move a factor by at most D^0.075 and the result is that of the random
 starts. Measured (BERT, analytical evaluator, `scripts/bench_dosa.py --lr`, best network
-EDP, seeds 0 / 1): 5e-5 4.52e18 / -; 1e-3 1.58e18 / -; 1e-2 1.87e18 / -; 5e-2 1.44e18 /
-1.24e18; 0.2 1.24e18 / 1.08e18 (BENCHMARKS.md). 0.2, the best on both seeds, is the default.
+EDP, seeds 0 / 1): 5e-5 4.52e18 / 2.74e18; 1e-3 1.58e18 / 1.69e18; 1e-2 1.87e18 / -;
+5e-2 1.44e18 / 1.24e18; 0.2 1.24e18 / 1.08e18 (BENCHMARKS.md). 0.2, the best on both seeds, is the default.
 
 Rounding (at step 0, then every ``round_every`` steps and after the last)
 -------------------------------------------------------------------------
