@@ -90,26 +90,27 @@ class Method:
     fixed: tuple                 # its fields the experiment sets
 
 
+_DESIGNS_X_ROUNDS = ("hw_iters", "sw_iters", "seed", "area_budget_mm2")
+_BEST_POINTS = ("sample_budget", "seed", "area_budget_mm2")
+
 METHODS = {m.name: m for m in (
     Method("polaris", "Polaris: Starlight, UCB, the RTL in the loop (B/m designs x m)",
-           "search.optimizers.polaris:PolarisOptions", ("hw_iters", "sw_iters", "seed", "area_budget_mm2")),
+           "search.optimizers.polaris:PolarisOptions", _DESIGNS_X_ROUNDS),
     Method("spotlight", "Spotlight from scratch, 2 + 2 warm-ups (B/m x m)",
-           "search.optimizers.spotlight:SpotlightOptions",
-           ("hw_iters", "sw_iters", "seed", "area_budget_mm2", "variant")),
+           "search.optimizers.spotlight:SpotlightOptions", (*_DESIGNS_X_ROUNDS, "variant")),
     Method("random", "random designs and constrained mappings (B/m x m)",
-           "search.optimizers.spotlight:SpotlightOptions",
-           ("hw_iters", "sw_iters", "seed", "area_budget_mm2", "variant")),
+           "search.optimizers.spotlight:SpotlightOptions", (*_DESIGNS_X_ROUNDS, "variant")),
     Method("vanilla-bo", "BoTorch SingleTaskGP on the raw parameters, UCB (B/m x m)",
-           "search.optimizers.vanilla_bo:VanillaBOOptions", ("hw_iters", "sw_iters", "seed", "area_budget_mm2")),
+           "search.optimizers.vanilla_bo:VanillaBOOptions", _DESIGNS_X_ROUNDS),
     Method("oracle", "analytical ranking of every design, the best B/3 measured x 3 mappings",
            "search.optimizers.oracle:OracleOptions",
            ("designs", "per_design", "sample_budget", "seed", "area_budget_mm2")),
     Method("offline", "gradient descent on Starlight's mean, B designs measured",
-           "search.optimizers.offline:OfflineOptions", ("sample_budget", "seed", "area_budget_mm2")),
+           "search.optimizers.offline:OfflineOptions", _BEST_POINTS),
     Method("dosa", "DOSA-style gradient descent, the best B rounded points measured",
-           "search.optimizers.dosa:DosaOptions", ("sample_budget", "seed", "area_budget_mm2")),
+           "search.optimizers.dosa:DosaOptions", _BEST_POINTS),
     Method("dosa-16", "DOSA-style with DOSA's 16 x 16 array",
-           "search.optimizers.dosa:DosaOptions", ("sample_budget", "seed", "area_budget_mm2", "array_dim")),
+           "search.optimizers.dosa:DosaOptions", (*_BEST_POINTS, "array_dim")),
 )}
 _CLI_METHODS = ("polaris", "spotlight", "random")
 #: the Spotlight warm-ups at a 48-sample budget (the same as vanilla BO's)
@@ -328,9 +329,8 @@ def _run_baseline(exp, cell, opts, workers, quiet, command: str) -> int:
     """Run a baseline optimiser into the cell's run directory and write best.json,
     history.json, timings.json and report.md (`search.report`)."""
     from search.evaluators import make_evaluator
-    from search.report import write_best_verilog, write_report
+    from search.report import point_dict, write_best_verilog, write_report
     from search.runs import RunDir
-    from search.spotlight import _point_dict
     from search.workloads import get_workload, unique_layers
 
     layers = unique_layers(get_workload(cell.workload))
@@ -353,12 +353,12 @@ def _run_baseline(exp, cell, opts, workers, quiet, command: str) -> int:
             print(run.notes, file=sys.stderr)
         result = _baseline_runner(cell.method)(layers, opts, evaluator, run, **kw)
         wall = time.time() - t0
-        run.write_json("history.json", [_point_dict(p, layers) for p in result.history])
+        run.write_json("history.json", [point_dict(p, layers) for p in result.history])
         run.write_json("timings.json", {k: round(v, 3) for k, v in result.timings.items()})
         if result.best is None:
             print(f"{cell.path}: no feasible design found", file=sys.stderr)
             return 1
-        run.write_json("best.json", {**_point_dict(result.best, layers), "fidelity": exp.fidelity,
+        run.write_json("best.json", {**point_dict(result.best, layers), "fidelity": exp.fidelity,
                                      "workloads": [cell.workload], "optimizer": cell.method, "seed": opts.seed})
         verilog = write_best_verilog(result.best.hw, cell.path / "verilog") if exp.fidelity == "rtl" else None
         summary = [f"{METHODS[cell.method].description}; {exp.fidelity} fidelity, {len(result.samples)} samples "
@@ -578,21 +578,23 @@ def plot_convergence(summary: dict, path) -> Path | None:
     return Path(path)
 
 
+def _finite(v):
+    """``v`` with every non-finite float (nested too) as None, for JSON."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
 def write_summary(summary: dict, out_dir) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    def fin(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: fin(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [fin(x) for x in v]
-        return v
-
     paths = [out / "summary.json", out / "summary.md"]
-    paths[0].write_text(json.dumps(fin(summary), indent=1) + "\n")
+    paths[0].write_text(json.dumps(_finite(summary), indent=1) + "\n")
     paths[1].write_text(markdown(summary))
     for p in (plot_edp(summary, out / "edp.png"), plot_convergence(summary, out / "convergence.png")):
         if p is not None:
@@ -911,12 +913,7 @@ def _swdse_main(args) -> int:
             failed.append(c)
     summary = swdse_summary(dse, args.out)
     summary_dir.mkdir(parents=True, exist_ok=True)
-
-    def fin(v):
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-
-    (summary_dir / "summary.json").write_text(json.dumps(
-        {**summary, "rows": [{k: fin(v) for k, v in r.items()} for r in summary["rows"]]}, indent=1) + "\n")
+    (summary_dir / "summary.json").write_text(json.dumps(_finite(summary), indent=1) + "\n")
     text = swdse_markdown(summary)
     (summary_dir / "summary.md").write_text(text)
     plot_swdse(summary, summary_dir / "swdse.png")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["empirical_cdf", "best_so_far", "plot_convergence", "plot_cdf", "plot_importance",
+__all__ = ["point_dict", "empirical_cdf", "best_so_far", "plot_convergence", "plot_cdf", "plot_importance",
            "write_best_verilog", "write_report"]
 
 _DPI = 120
@@ -185,6 +185,19 @@ def plot_importance(imp, path) -> Path:
 
 
 # ---- verilog ----------------------------------------------------------------------------------
+def point_dict(p, layers) -> dict:
+    """A design point as JSON (``best.json`` and ``history.json`` of Spotlight and the
+    baselines; `python -m search.spotlight --verify` reads it): hardware, area, objective,
+    network cost, evaluations and per layer the layer, mapping and result."""
+    return {"iteration": p.iteration, "phase": p.phase, "hw": p.hw.to_dict(), "area_mm2": p.area_mm2,
+            "objective": p.objective if math.isfinite(p.objective) else None,
+            "cost": {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in p.cost.to_dict().items()},
+            "evaluations": p.evaluations,
+            "layers": [{"name": lay.name, "count": lay.count, "layer": lay.to_dict(),
+                        "mapping": None if m is None else m.to_dict(), "result": r.to_dict()}
+                       for lay, m, r in zip(layers, p.mappings, p.results)]}
+
+
 def write_best_verilog(hw, out_dir) -> Path:
     """The Verilog of design ``hw`` (`hw.generate.write_verilog`, Amaranth: seconds to
     tens of seconds) in ``out_dir`` (the run's ``verilog/``); returns the file's path."""

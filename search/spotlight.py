@@ -55,6 +55,8 @@ from pathlib import Path
 
 from hw.cli import OneLineParser, parse_or_exit_status, print_error, run_main
 
+from search.report import point_dict
+
 __all__ = ["main"]
 
 MAX_WORKERS = 64
@@ -135,16 +137,6 @@ def _options(args):
         if v is not None:
             kw[opt] = v
     return SpotlightOptions(**kw)   # validates every value (one-line ValueError)
-
-
-def _point_dict(p, layers) -> dict:
-    return {"iteration": p.iteration, "phase": p.phase, "hw": p.hw.to_dict(), "area_mm2": p.area_mm2,
-            "objective": p.objective if math.isfinite(p.objective) else None,
-            "cost": {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in p.cost.to_dict().items()},
-            "evaluations": p.evaluations,
-            "layers": [{"name": lay.name, "count": lay.count, "layer": lay.to_dict(),
-                        "mapping": None if m is None else m.to_dict(), "result": r.to_dict()}
-                       for lay, m, r in zip(layers, p.mappings, p.results)]}
 
 
 def _report(args, run, opts, names, layers, result, wall_s: float) -> Path:
@@ -286,10 +278,10 @@ def _search(args, run, opts, names, layers, evaluator, hardware=None, label=None
     finally:
         bar.close()
     wall = time.time() - t0
-    history = [_point_dict(p, layers) for p in result.history]
+    history = [point_dict(p, layers) for p in result.history]
     run.write_json("history.json", history)
     if result.best is not None:
-        best = {**_point_dict(result.best, layers), "fidelity": evaluator.fidelity, "workloads": names,
+        best = {**point_dict(result.best, layers), "fidelity": evaluator.fidelity, "workloads": names,
                 "variant": opts.variant, "seed": opts.seed}
         run.write_json("best.json", best)
     _report(args, run, opts, names, layers, result, wall)
