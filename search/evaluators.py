@@ -9,7 +9,12 @@ the network cost.
     default; each Result is priced by `cost.price` (delay = RTL cycles, energy = the
     RTL's own counters priced by the energy table). A run that raises or hits the
     watchdog comes back infeasible with its reason; a `VerificationError` (the RTL
-    disagrees with the reference: a bug) propagates.
+    disagrees with the reference: a bug) propagates. The simulation-only DRAM model
+    (``HardwareConfig.dram_mb``, not part of the design: no area, no energy, no effect
+    on timing) is sized per call to the largest layer simulated on each design
+    (`sim.compiler.dram_mb_for`, at least the design's own), so a workload's builds are
+    one per array size; `check_simulable` says before any work if a layer needs more
+    than the largest model.
 
 Both expose ``fidelity``, ``results(hw, layer, batch) -> list[Result]`` for a
 `search.software.MappingBatch` of one layer, ``results_many([(hw, layer, batch), ...])``
@@ -21,6 +26,7 @@ count-weighted sums of energy and cycles, `cost.network_edp`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -35,8 +41,8 @@ from hw.result import Result
 
 from .software import MappingBatch
 
-__all__ = ["AnalyticalEvaluator", "Evaluation", "OBJECTIVES", "RTLEvaluator", "layer_objective",
-           "network_objective", "make_evaluator"]
+__all__ = ["AnalyticalEvaluator", "Evaluation", "OBJECTIVES", "RTLEvaluator", "check_simulable",
+           "layer_objective", "network_objective", "make_evaluator", "simulation_hardware"]
 
 #: minimised quantities: energy-delay product, delay (cycles), energy
 OBJECTIVES = ("edp", "cycles", "energy")
@@ -70,6 +76,37 @@ class Evaluation:
 
     results: tuple
     cost: NetworkCost
+
+
+def check_simulable(layers) -> None:
+    """ValueError (one line, naming the layer and the bytes) if a layer of ``layers``
+    needs more simulation DRAM than the largest ``dram_mb``: such a workload can be
+    searched at the analytical fidelity only."""
+    from hw.config import param_spec
+    from sim.compiler import dram_bytes_needed
+
+    top = param_spec("dram_mb").hi
+    layers = list(layers)
+    if not layers:
+        return
+    need, name = max((dram_bytes_needed(L), L.name or str(L)) for L in layers)
+    if need > top << 20:
+        raise ValueError(f"layer {name!r} needs {need:,} bytes of simulation DRAM, more than the largest "
+                         f"simulation DRAM model ({top} MB): search it with --fidelity analytical")
+
+
+def simulation_hardware(work) -> dict:
+    """For the (hw, layer, batch) triples of ``work``: each distinct hw mapped to the
+    configuration the RTL runs it on, its DRAM model sized to the largest of its layers
+    (at least ``hw.dram_mb``)."""
+    from sim.compiler import dram_mb_for
+
+    layers_of: dict = {}
+    for hw, layer, batch in work:
+        if len(batch):
+            layers_of.setdefault(hw, []).append(layer)
+    return {hw: dataclasses.replace(hw, dram_mb=dram_mb_for(ls, least=hw.dram_mb))
+            for hw, ls in layers_of.items()}
 
 
 class _Evaluator(ABC):
@@ -132,18 +169,20 @@ class RTLEvaluator(_Evaluator):
     def results_many(self, work) -> list[list[Result]]:
         from sim.evaluate import evaluate_many
 
-        items, where = [], []
+        sim_hw = simulation_hardware(work)
+        items, where, designs = [], [], []
         for j, (hw, layer, batch) in enumerate(work):
             for i in range(len(batch)):
-                items.append((hw, batch.mapping(i), layer))
+                items.append((sim_hw[hw], batch.mapping(i), layer))
                 where.append(j)
+                designs.append(hw)
         out: list[list[Result]] = [[] for _ in work]
         if not items:
             return out
         res = evaluate_many(items, workers=min(self.workers, len(items)), progress=self.progress,
                             cache_dir=self.cache_dir, superset=self.superset, seed=self.seed,
                             timeout_s=self.timeout_s)
-        for (hw, _, _), j, r in zip(items, where, res):
+        for hw, j, r in zip(designs, where, res):
             out[j].append(cost.price(r, hw, self.table))
         return out
 

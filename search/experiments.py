@@ -670,9 +670,12 @@ def _validate(exp: CodesignExperiment, args) -> None:
 
     for w in exp.workloads:
         try:
-            get_workload(w)
+            layers = get_workload(w)
         except WorkloadError as e:
             raise ValueError(str(e).splitlines()[0]) from None
+        if exp.fidelity == "rtl":
+            from search.evaluators import check_simulable
+            check_simulable(layers)
     for m in exp.methods:
         exp.method_options(m, 0)
     if exp.surrogate and ({"polaris", "offline"} & set(exp.methods)):

@@ -244,6 +244,9 @@ def main(argv=None) -> int:
         opts = _options(args, hardware)
         baselines = _baseline_options(args, hardware)
         layers = _layers_of(names)
+        if args.fidelity == "rtl":
+            from search.evaluators import check_simulable
+            check_simulable(layers)
         if args.name and args.run_dir:
             raise ValueError("give --name or --run-dir, not both")
         from search.options import check_area_budget_reachable

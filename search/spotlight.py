@@ -228,6 +228,11 @@ def main(argv=None) -> int:
             names = _names(args.workloads, "--workloads") if args.workloads else [args.workload]
             layers = _layers_of(names)
             stem = _stem(names) + ("" if args.hw is None else "-sw")
+        if args.fidelity == "rtl":
+            from search.evaluators import check_simulable
+            check_simulable(layers)
+            for t in (target_layers.values() if args.codesign_with else ()):
+                check_simulable(t)
         run_path = Path(args.run_dir) if args.run_dir else Path("runs") / (
             args.name or f"{stem}-{opts.variant}-{args.fidelity}-s{opts.seed}")
         if run_path.exists() and not run_path.is_dir():

@@ -243,13 +243,32 @@ def _evaluate_star(args):
     return evaluate(hw, mapping, layer, **kwargs)
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the pool's pending work and terminate its workers. Python 3.14 has
+    ``terminate_workers``; before it, the pool's process table, read before the
+    shutdown (which forgets it)."""
+    if hasattr(pool, "terminate_workers"):
+        pool.terminate_workers()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
+
+
 def evaluate_many(items: Iterable[tuple[HardwareConfig, Mapping, Layer]], *, workers: int | None = None,
                   progress: bool = True, **kwargs) -> list[Result]:
     """Evaluate many triples in a process pool; results in input order.
 
     Each distinct hardware configuration is built once first (in this process, shared
     through the build cache). A progress bar shows rate and ETA. On Ctrl-C the pending
-    work is cancelled and the workers are shut down before KeyboardInterrupt propagates."""
+    work is cancelled and the workers are shut down before KeyboardInterrupt propagates;
+    when a simulation raises (a `VerificationError`, a compiler error), the pending work
+    is cancelled and the workers still simulating are stopped, so the error reaches the
+    caller at once instead of after the longest simulation in flight."""
     from tqdm import tqdm
 
     items = list(items)
@@ -270,7 +289,7 @@ def evaluate_many(items: Iterable[tuple[HardwareConfig, Mapping, Layer]], *, wor
             results[futures[fut]] = fut.result()
             bar.update(1)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(pool)
         raise
     finally:
         bar.close()

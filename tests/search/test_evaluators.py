@@ -9,8 +9,8 @@ import cost
 from hw.config import HardwareConfig
 from hw.layer import Layer
 from hw.mapping import default_mapping
-from search.evaluators import (AnalyticalEvaluator, RTLEvaluator, layer_objective, make_evaluator,
-                               network_objective)
+from search.evaluators import (AnalyticalEvaluator, RTLEvaluator, check_simulable, layer_objective,
+                               make_evaluator, network_objective, simulation_hardware)
 from search.software import SoftwareSpace
 
 HW = HardwareConfig(dim=8, sp_kb=32, acc_kb=16)
@@ -46,6 +46,41 @@ def test_rtl_evaluator_verifies_and_prices(sim_cache_dir):
     assert r.fidelity == "rtl" and r.verified and r.counts["macs"] == lay.macs
     assert r.energy_pj == pytest.approx(float(cost.energy_pj(r.counts, CFG4.dim, CFG4.sp_kb, CFG4.acc_kb)))
     assert ev.cost.edp == pytest.approx(r.energy_pj * r.cycles)
+
+
+def test_rtl_evaluator_sizes_the_simulation_dram(sim_cache_dir):
+    """A layer bigger than the design's 1 MB DRAM model runs on a 2 MB one; the small
+    layer evaluated in the same call (so on the 2 MB model too) has the cycles and
+    counters it has on the 1 MB model: the DRAM model's size is not timing."""
+    from sim.compiler import dram_bytes_needed
+    from tests.hw.rtl_common import CFG4
+
+    small, big = Layer.gemm("g", m=8, k=8, n=8), Layer.gemm("big", m=512, k=64, n=256)
+    assert CFG4.dram_mb == 1 and 1 << 20 < dram_bytes_needed(big) <= 2 << 20
+    ev = RTLEvaluator(workers=2, cache_dir=sim_cache_dir)
+    alone = ev.evaluate(CFG4, [small], [default_mapping(CFG4, small)]).results[0]
+    both = ev.evaluate(CFG4, [small, big], [default_mapping(CFG4, lay) for lay in (small, big)]).results
+    assert all(r.verified for r in both) and both[1].counts["macs"] == big.macs
+    assert (both[0].cycles, both[0].counts, both[0].energy_pj) == (alone.cycles, alone.counts, alone.energy_pj)
+
+
+def test_simulation_hardware_and_check_simulable():
+    from sim.compiler import dram_bytes_needed, dram_mb_for
+    from search.software import MappingBatch
+
+    small, big = Layer.gemm("g", m=8, k=8, n=8), Layer.gemm("big", m=4096, k=1024, n=1024)
+    hw2 = HardwareConfig(dim=16)
+    one = MappingBatch.from_mappings([default_mapping(HW, small)])
+    sized = simulation_hardware([(HW, small, one), (HW, big, one), (hw2, small, one)])
+    assert sized == {HW: HardwareConfig(dim=8, sp_kb=32, acc_kb=16, dram_mb=dram_mb_for([big])), hw2: hw2}
+    assert dram_mb_for([big]) == 64 and hw2.dram_mb == 16
+    check_simulable([small, big])          # 37 MB: fits the 256 MB model
+    huge = Layer.gemm("huge", m=16384, k=1024, n=2048)   # 16 MB in, 2 MB weights, 2 x 128 MB int32 out + psums
+    assert dram_bytes_needed(huge) == 287_313_920 > 256 << 20
+    with pytest.raises(ValueError, match=r"layer 'huge' needs 287,313,920 bytes of simulation DRAM, more "
+                                         r"than the largest simulation DRAM model \(256 MB\): search it with "
+                                         r"--fidelity analytical"):
+        check_simulable([small, huge])
 
 
 def test_bad_arguments():

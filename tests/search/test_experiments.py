@@ -230,6 +230,15 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, extra, words):
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_layer_too_big_for_the_simulation_dram_is_one_line_at_rtl(tmp_path, capsys):
+    wl = tmp_path / "huge.json"
+    wl.write_text('[{"name": "huge", "gemm": {"m": 16384, "k": 1024, "n": 2048}}]')
+    out = tmp_path / "out"
+    assert main(["codesign", "--workloads", str(wl), "--out", str(out)]) == 2
+    assert "layer 'huge' needs 287,313,920 bytes of simulation DRAM" in _err_line(capsys)
+    assert not out.exists()
+
+
 # ---- software DSE on another method's design ---------------------------------------------------
 def _swdse_argv(experiment, *extra):
     a = experiment["argv"]

@@ -69,6 +69,19 @@ def test_bad_input_is_one_line_before_any_work(capsys, tmp_path, workload, surro
     assert not (tmp_path / "r").exists()
 
 
+def test_layer_too_big_for_the_simulation_dram_is_one_line_at_rtl(capsys, tmp_path, surrogate_file):
+    """A layer that needs more than the largest (256 MB) DRAM model: one line naming it
+    before any simulation; the same workload at the analytical fidelity runs."""
+    wl = tmp_path / "huge.json"
+    wl.write_text(json.dumps([{"name": "huge", "gemm": {"m": 16384, "k": 1024, "n": 2048}}]))
+    argv = ["--workload", str(wl), *FAST, "--surrogate", str(surrogate_file), "--run-dir", str(tmp_path / "r")]
+    assert main(argv + ["--fidelity", "rtl"]) == 2
+    assert ("layer 'huge' needs 287,313,920 bytes of simulation DRAM, more than the largest simulation DRAM "
+            "model (256 MB): search it with --fidelity analytical") in _err_line(capsys)
+    assert not (tmp_path / "r").exists()
+    assert main(argv) == 0
+
+
 def test_surrogate_of_another_input_version_is_one_line(capsys, tmp_path, workload, surrogate_file):
     d = torch.load(surrogate_file, weights_only=True)
     d["input_version"] = 0

@@ -147,6 +147,16 @@ def test_cli_errors_are_one_line_before_any_work(args, message):
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], p.stderr
 
 
+def test_layer_too_big_for_the_simulation_dram_is_one_line_at_rtl(tmp_path):
+    wl = tmp_path / "huge.json"
+    wl.write_text('[{"name": "huge", "gemm": {"m": 16384, "k": 1024, "n": 2048}}]')
+    p = _cli("--workload", str(wl), "--fidelity", "rtl", "--run-dir", str(tmp_path / "r"))
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert "layer 'huge' needs 287,313,920 bytes of simulation DRAM" in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
 def _small_cli(run_dir, wl):
     return ["--workload", str(wl), "--hw-iters", "5", "--sw-iters", "8", "--sw-pool", "40", "--sw-batch", "4",
             "--seed", "3", "--run-dir", str(run_dir), "--quiet", "--no-verilog"]

@@ -81,6 +81,33 @@ def test_evaluate_many_keeps_order(cache):
     assert all(r.verified for r in results)
 
 
+def _slow_or_failing(args):
+    """Stands in for one simulation: "slow" runs for two minutes, anything else raises."""
+    import time
+    if args[2].name == "slow":
+        time.sleep(120)
+    raise RuntimeError("the compiler failed")
+
+
+def test_evaluate_many_error_stops_the_workers(monkeypatch):
+    """A simulation that raises stops the ones still running: no worker is left alive
+    (before, the process waited at exit for the longest simulation in flight)."""
+    import multiprocessing
+    import time
+
+    import sim.evaluate as se
+    monkeypatch.setattr(se, "_model", lambda *a, **k: None)
+    monkeypatch.setattr(se, "_evaluate_star", _slow_or_failing)
+    slow, fast = Layer.gemm("slow", 4, 4, 4), Layer.gemm("fast", 4, 4, 4)
+    m = default_mapping(CFG4, slow)
+    with pytest.raises(RuntimeError, match="the compiler failed"):
+        evaluate_many([(CFG4, m, slow), (CFG4, m, fast)], workers=2, progress=False)
+    deadline = time.monotonic() + 30
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert multiprocessing.active_children() == []
+
+
 def _cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "sim.run", *args], capture_output=True, text=True,
                           cwd=REPO, timeout=600, env=env)
