@@ -4,7 +4,10 @@ baseline's model; `search.optimizers.dosa`).
 
 Inputs: per loop of ``LOOPS = (N, K, C, P, Q, R, S)`` the DRAM, spad and array factors
 ``F``, ``s``, ``a`` (float64 tensors (7,), real-valued: the optimiser relaxes them), the
-DRAM loop order (fixed, a permutation of LOOPS) and the array dimension ``dim``.
+DRAM loop order (fixed, a permutation of LOOPS) and the array dimension ``dim``. The
+``stack_*`` functions take a whole network at once (a `LayerStack` and (L, 7) factors,
+one row per layer: one tensor operation per term instead of one per layer and term); the
+``layer_*`` ones are the same functions on one layer.
 
 Access counts (the analytical model's closed form, `cost.kernel`, term by term)
 ------------------------------------------------------------------------------
@@ -66,7 +69,8 @@ from hw.config import HardwareConfig
 from hw.layer import LOOPS, Layer
 from hw.mapping import DEFAULT_BUFFERS, Mapping, footprint_rows, rows_needed
 
-__all__ = ["COUNT_KEYS", "continuous_memory_kb", "layer_counts", "layer_cost", "minimal_hardware"]
+__all__ = ["COUNT_KEYS", "LayerStack", "continuous_memory_kb", "layer_counts", "layer_cost", "minimal_hardware",
+           "order_index", "stack_cost", "stack_counts", "stack_layers", "stack_memory_kb"]
 
 COUNT_KEYS = ("sp_reads", "sp_writes", "acc_reads", "acc_writes", "dram_bytes_read", "dram_bytes_written",
               "macs", "weight_loads")
@@ -79,45 +83,74 @@ def _ceil_st(x: torch.Tensor, straight: bool = True) -> torch.Tensor:
     return x + (torch.ceil(x) - x).detach() if straight else torch.ceil(x)
 
 
-def layer_counts(layer: Layer, F: torch.Tensor, s: torch.Tensor, a: torch.Tensor, order, dim,
+@dataclasses.dataclass(frozen=True)
+class LayerStack:
+    """The per-layer constants of the batched model, float64 tensors (L,): groups,
+    stride, MACs (`stack_layers`)."""
+
+    groups: torch.Tensor
+    stride: torch.Tensor
+    macs: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.groups.shape[0])
+
+
+def stack_layers(layers) -> LayerStack:
+    """`LayerStack` of ``layers`` (a `Layer` or a sequence of them)."""
+    layers = [layers] if isinstance(layers, Layer) else list(layers)
+    t = lambda v: torch.tensor(v, dtype=torch.float64)   # noqa: E731
+    return LayerStack(t([float(L.groups) for L in layers]), t([float(L.stride) for L in layers]),
+                      t([float(L.macs) for L in layers]))
+
+
+def order_index(orders) -> torch.Tensor:
+    """(L, 7) long tensor of DRAM loop orders (names or LOOPS indices, outermost first)."""
+    return torch.tensor([[LOOPS.index(o) if isinstance(o, str) else int(o) for o in order] for order in orders],
+                        dtype=torch.long)
+
+
+#: per operand: which LOOPS index it (`_INDEXES`), as a (7,) bool table
+_MEMBER = {op: torch.tensor([i in ix for i in range(7)]) for op, ix in _INDEXES.items()}
+
+
+def stack_counts(stack: LayerStack, F: torch.Tensor, s: torch.Tensor, a: torch.Tensor, order: torch.Tensor, dim,
                  *, out: str = "int32", straight: bool = True) -> dict:
-    """The counters (`COUNT_KEYS`) of one occurrence of ``layer`` as float64 tensors
-    (module docstring). ``F``, ``s``, ``a``: the DRAM, spad and array factors (7,);
-    ``order``: the DRAM loop names (or LOOPS indices), outermost first; ``straight``
-    False: the block counts use ceil's true (zero) gradient instead of straight-through."""
-    idx = [LOOPS.index(o) if isinstance(o, str) else int(o) for o in order]
+    """The counters (`COUNT_KEYS`) of one occurrence of each layer of ``stack``, float64
+    tensors (L,) (module docstring). ``F``, ``s``, ``a``: the DRAM, spad and array
+    factors (L, 7); ``order``: `order_index` (L, 7); ``straight`` False: the block counts
+    use ceil's true (zero) gradient instead of straight-through."""
     T = s * a
-    G = float(layer.groups)
-    st = float(layer.stride)
+    G, st = stack.groups, stack.stride
     d = torch.as_tensor(dim, dtype=torch.float64)
-    cb, kb = _ceil_st(T[_C] / d, straight), _ceil_st(T[_K] / d, straight)
-    in_h = (T[_P] - 1) * st + T[_R]
-    in_w = (T[_Q] - 1) * st + T[_S]
-    M = T[_N] * T[_P] * T[_Q]
-    in_rows = T[_N] * in_h * in_w * cb
-    w_rows = T[_R] * T[_S] * kb * T[_C]
+    cb, kb = _ceil_st(T[:, _C] / d, straight), _ceil_st(T[:, _K] / d, straight)
+    in_h = (T[:, _P] - 1) * st + T[:, _R]
+    in_w = (T[:, _Q] - 1) * st + T[:, _S]
+    M = T[:, _N] * T[:, _P] * T[:, _Q]
+    in_rows = T[:, _N] * in_h * in_w * cb
+    w_rows = T[:, _R] * T[:, _S] * kb * T[:, _C]
     o_rows = M * kb
-    a_rows = kb * T[_R] * T[_S] * cb * M
-    one = torch.ones((), dtype=torch.float64)
-    cum = [one * G]
-    for i in idx:
-        cum.append(cum[-1] * F[i])
-    steps = cum[-1]
-    big = [G > 1] + [bool(F[i].detach() > 1 + 1e-9) for i in idx]
-    loops_at = [None] + idx
+    a_rows = kb * T[:, _R] * T[:, _S] * cb * M
+    Fo = F.gather(1, order)                                    # the DRAM factors in loop order
+    cum = torch.cumprod(torch.cat([G[:, None], Fo], 1), 1)     # (L, 8): G, G F_o0, G F_o0 F_o1, ...
+    steps = cum[:, -1]
+    big = torch.cat([(G > 1)[:, None], Fo.detach() > 1 + 1e-9], 1)
+    positions = torch.arange(8)
+    one = torch.ones_like(G)
 
     def loads(op):
-        pos = [p for p in range(8) if big[p] and (loops_at[p] is None or loops_at[p] in _INDEXES[op])]
-        return cum[pos[-1]] if pos else one
+        member = torch.cat([torch.ones(len(G), 1, dtype=torch.bool), _MEMBER[op][order]], 1)
+        last = torch.where(big & member, positions, -1).amax(1)
+        return torch.where(last >= 0, cum.gather(1, last.clamp_min(0)[:, None])[:, 0], one)
 
     n_in, n_w, visits = loads("input"), loads("weight"), loads("output")
-    distinct = G * F[_N] * F[_K] * F[_P] * F[_Q]
+    distinct = G * F[:, _N] * F[:, _K] * F[:, _P] * F[:, _Q]
     spills = visits - distinct
     e_out = 4.0 if out == "int32" else 1.0
-    o_elems = M * T[_K]
+    o_elems = M * T[:, _K]
     return {
-        "macs": one * float(layer.macs),
-        "dram_bytes_read": n_in * T[_N] * in_h * in_w * T[_C] + n_w * T[_R] * T[_S] * T[_C] * T[_K]
+        "macs": stack.macs * one,
+        "dram_bytes_read": n_in * T[:, _N] * in_h * in_w * T[:, _C] + n_w * T[:, _R] * T[:, _S] * T[:, _C] * T[:, _K]
         + spills * o_elems * 4,
         "dram_bytes_written": distinct * o_elems * e_out + spills * o_elems * 4,
         "sp_writes": n_in * in_rows + n_w * w_rows,
@@ -128,12 +161,13 @@ def layer_counts(layer: Layer, F: torch.Tensor, s: torch.Tensor, a: torch.Tensor
     }
 
 
-def layer_cost(layer: Layer, F, s, a, order, dim, sp_kb, acc_kb, *, hw: HardwareConfig | None = None,
+def stack_cost(stack: LayerStack, F, s, a, order, dim, sp_kb, acc_kb, *, hw: HardwareConfig | None = None,
                table: EnergyTable = DEFAULT_TABLE, out: str = "int32", straight: bool = True) -> tuple:
-    """(energy_pj, cycles, counts) of one occurrence of ``layer`` (module docstring);
-    ``dim``, ``sp_kb``, ``acc_kb`` may be tensors (gradients flow through them);
-    ``hw`` supplies ``dram_bytes_per_cycle`` (default `HardwareConfig()`)."""
-    c = layer_counts(layer, F, s, a, order, dim, out=out, straight=straight)
+    """(energy_pj, cycles, counts), tensors (L,), of one occurrence of each layer of
+    ``stack`` (module docstring; arguments as `stack_counts`); ``dim``, ``sp_kb``,
+    ``acc_kb`` may be tensors (gradients flow through them); ``hw`` supplies
+    ``dram_bytes_per_cycle`` (default `HardwareConfig()`)."""
+    c = stack_counts(stack, F, s, a, order, dim, out=out, straight=straight)
     d = torch.as_tensor(dim, dtype=torch.float64)
     sp = torch.as_tensor(sp_kb, dtype=torch.float64)
     acc = torch.as_tensor(acc_kb, dtype=torch.float64)
@@ -142,25 +176,48 @@ def layer_cost(layer: Layer, F, s, a, order, dim, sp_kb, acc_kb, *, hw: Hardware
               + (c["acc_reads"] + c["acc_writes"]) * d * (table.acc_pj_slope * acc / d + table.acc_pj_base)
               + (c["dram_bytes_read"] + c["dram_bytes_written"]) * table.dram_pj_per_byte)
     bpc = float((hw or HardwareConfig()).dram_bytes_per_cycle)
-    cycles = torch.stack([c["macs"] / (a[_C] * a[_K]),
+    cycles = torch.stack([c["macs"] / (a[:, _C] * a[:, _K]),
                           (c["dram_bytes_read"] + c["dram_bytes_written"]) / bpc,
-                          c["sp_reads"] + c["sp_writes"], c["acc_reads"] + c["acc_writes"]]).max()
+                          c["sp_reads"] + c["sp_writes"], c["acc_reads"] + c["acc_writes"]]).amax(0)
     return energy, cycles, c
 
 
-def continuous_memory_kb(layer: Layer, s, a, dim, buffers=DEFAULT_BUFFERS) -> tuple:
-    """(sp_kb, acc_kb) as float64 tensors: the exact KB the buffered tile needs at ``dim``
-    (``sp_rows x dim / 1024``, ``acc_rows x 4 dim / 1024``), no snapping."""
+def stack_memory_kb(stack: LayerStack, s, a, dim, buffers=DEFAULT_BUFFERS) -> tuple:
+    """(sp_kb, acc_kb), float64 tensors (L,): the exact KB each layer's buffered tile
+    needs at ``dim`` (``sp_rows x dim / 1024``, ``acc_rows x 4 dim / 1024``), no snapping."""
     T = s * a
     d = torch.as_tensor(dim, dtype=torch.float64)
-    cb, kb = _ceil_st(T[_C] / d), _ceil_st(T[_K] / d)
-    st = float(layer.stride)
-    i = T[_N] * ((T[_P] - 1) * st + T[_R]) * ((T[_Q] - 1) * st + T[_S]) * cb
-    w = T[_R] * T[_S] * kb * T[_C]
-    o = T[_N] * T[_P] * T[_Q] * kb
+    cb, kb = _ceil_st(T[:, _C] / d), _ceil_st(T[:, _K] / d)
+    st = stack.stride
+    i = T[:, _N] * ((T[:, _P] - 1) * st + T[:, _R]) * ((T[:, _Q] - 1) * st + T[:, _S]) * cb
+    w = T[:, _R] * T[:, _S] * kb * T[:, _C]
+    o = T[:, _N] * T[:, _P] * T[:, _Q] * kb
     sp_rows = buffers[0] * i + buffers[1] * w
     acc_rows = buffers[2] * o
     return sp_rows * d / 1024.0, acc_rows * 4 * d / 1024.0
+
+
+def layer_counts(layer: Layer, F: torch.Tensor, s: torch.Tensor, a: torch.Tensor, order, dim,
+                 *, out: str = "int32", straight: bool = True) -> dict:
+    """`stack_counts` of one layer: ``F``, ``s``, ``a`` (7,), ``order`` the DRAM loop names
+    (or LOOPS indices), outermost first; the counters as scalar tensors."""
+    c = stack_counts(stack_layers(layer), F[None], s[None], a[None], order_index([order]), dim,
+                     out=out, straight=straight)
+    return {k: v[0] for k, v in c.items()}
+
+
+def layer_cost(layer: Layer, F, s, a, order, dim, sp_kb, acc_kb, *, hw: HardwareConfig | None = None,
+               table: EnergyTable = DEFAULT_TABLE, out: str = "int32", straight: bool = True) -> tuple:
+    """`stack_cost` of one layer (arguments as `layer_counts`): scalar tensors."""
+    e, c, counts = stack_cost(stack_layers(layer), F[None], s[None], a[None], order_index([order]), dim, sp_kb,
+                              acc_kb, hw=hw, table=table, out=out, straight=straight)
+    return e[0], c[0], {k: v[0] for k, v in counts.items()}
+
+
+def continuous_memory_kb(layer: Layer, s, a, dim, buffers=DEFAULT_BUFFERS) -> tuple:
+    """`stack_memory_kb` of one layer: scalar tensors."""
+    sp, acc = stack_memory_kb(stack_layers(layer), s[None], a[None], dim, buffers)
+    return sp[0], acc[0]
 
 
 def minimal_hardware(layers, mappings, *, base: HardwareConfig | None = None,
