@@ -7,7 +7,8 @@ model as the evaluator: its best network EDP, design and wall time.
 
 The options not named keep `DosaOptions`' defaults (lr 0.2, rounding every 500 steps,
 48 samples). Prints one JSON object: the workload's unique-layer count, the wall time, the
-best network EDP (pJ x cycles), its design and the number of distinct rounded points.
+best network EDP (pJ x cycles), its design, the number of distinct rounded points, and
+the seconds spent in the descent and in the rounding.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main(argv=None) -> int:
     b = res.best
     out = {"workload": a.workload, "options": opts.to_dict(), "layers": len(layers),
            "wall_s": round(time.perf_counter() - t0, 1),
+           "descent_s": round(res.timings["descent"], 2), "rounding_s": round(res.timings["rounding"], 2),
            "best_edp": b.objective if b else None, "hw": b.hw.to_dict() if b else None,
            "candidates": (res.info or {}).get("candidates")}
     print(json.dumps(out, default=str))
