@@ -51,8 +51,8 @@ which also measures every layer on ``default_mapping`` and on the analytical bes
 and ``swdse.png``: per workload the method's own EDP on its design, Polaris's, and the two
 mappers', each relative to Polaris's.
 
-Summary (``--summary DIR``, default ``OUT/codesign-FIDELITY``; written after every cell
-and with ``--status``): ``summary.json`` and ``summary.md`` with, per workload and
+Summary (``--summary DIR``, default ``OUT/codesign-FIDELITY``; written at the end, after
+a cell when `SUMMARY_EVERY_S` have passed since the last one, and with ``--status``): ``summary.json`` and ``summary.md`` with, per workload and
 method, the finished trials' median, min and max best EDP, the median's percent
 difference to Polaris's median, its distance to the best-known design (the lowest EDP
 any cell of the workload found, named), the samples, the simulator's summed time and
@@ -78,6 +78,10 @@ __all__ = ["METHODS", "Method", "CodesignExperiment", "Cell", "cells", "cell_sta
            "write_summary", "parse_setting", "SoftwareDSE", "swdse_summary", "main"]
 
 MAX_TRIALS = 100
+#: the summary is rewritten after a cell when this many seconds have passed since the
+#: last one (and always at the end): scoring every cell is seconds per dozen cells, so
+#: rewriting it after each of hundreds of fast analytical cells would dominate the run
+SUMMARY_EVERY_S = 300.0
 MAX_BUDGET = 4096
 DEFAULT_METHODS = ("polaris", "spotlight", "random", "vanilla-bo", "oracle", "offline", "dosa")
 
@@ -719,7 +723,7 @@ def main(argv=None) -> int:
     if not args.status:
         import os
         workers = args.workers or (os.cpu_count() or 1)
-        t_start, spent = time.time(), []
+        t_start, spent, last_summary = time.time(), [], time.time()
         states = {c.path: cell_state(c, exp) for c in todo}
         for c in todo:
             if states[c.path] == "stale":
@@ -746,10 +750,12 @@ def main(argv=None) -> int:
             print(f"[{k}/{len(pending)}] {c.method} {c.workload} trial {c.trial}: "
                   f"{'finished' if rc == 0 else f'exit {rc}'} in {spent[-1]:,.0f} s; elapsed "
                   f"{time.time() - t_start:,.0f} s, ETA {eta:,.0f} s", file=sys.stderr)
-            try:
-                write_summary(summarise(exp, args.out), summary_dir)
-            except (ValueError, OSError) as e:
-                print_error(e)
+            if k < len(pending) and time.time() - last_summary >= SUMMARY_EVERY_S:
+                try:
+                    write_summary(summarise(exp, args.out), summary_dir)
+                except (ValueError, OSError) as e:
+                    print_error(e)
+                last_summary = time.time()
     try:
         summary = summarise(exp, args.out)
         paths = write_summary(summary, summary_dir)

@@ -176,6 +176,24 @@ def test_rerun_runs_nothing(experiment, capsys):
         assert json.loads((c.path / "run.json").read_text()).get("resumes", []) == before[c.path]
 
 
+@pytest.mark.parametrize("every, writes", [(0.0, 3), (1e9, 1)])
+def test_summary_is_rewritten_between_cells_at_most_every_summary_every_s(tmp_path, monkeypatch, every, writes):
+    """Three random cells: with SUMMARY_EVERY_S 0 the summary follows cells 1 and 2 and the
+    end; with a long period only the end."""
+    import search.experiments as se
+
+    wl = tmp_path / "wl.json"
+    wl.write_text(json.dumps(WORKLOAD))
+    calls = []
+    real = se.write_summary
+    monkeypatch.setattr(se, "SUMMARY_EVERY_S", every)
+    monkeypatch.setattr(se, "write_summary", lambda summary, d: calls.append(d) or real(summary, d))
+    argv = ["codesign", "--workloads", str(wl), "--methods", "random", "--trials", "3", "--budget", str(BUDGET),
+            "--sw-iters", str(M), "--fidelity", "analytical", "--out", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 0
+    assert len(calls) == writes and (tmp_path / "out" / "codesign-analytical" / "summary.json").is_file()
+
+
 def test_cells_made_with_other_options_are_stale_and_left_alone(experiment, capsys):
     exp = experiment["exp"]
     other = CodesignExperiment(exp.workloads, exp.methods, exp.trials, exp.budget, exp.sw_iters, exp.fidelity,
